@@ -1,0 +1,1 @@
+"""Django app: radiographs, annotations, the review workflow, exports and the REST API."""

@@ -1,0 +1,76 @@
+"""Radiograph pixels, served only after a permission check.
+
+In production (``MEDIA_INTERNAL_REDIRECT`` set) the web server sends the file through an internal
+redirect (X-Accel-Redirect); otherwise Django streams it.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from django.conf import settings
+from django.http import FileResponse, HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from PIL import Image
+from rest_framework.views import APIView
+
+from .. import selectors
+from ..errors import InvalidInput, NotFound
+
+KINDS = {"preview", "display", "pixels", "original"}
+
+
+def file_response(field, *, content_type: str, download_name: str | None = None):
+    if not field:
+        raise NotFound("This radiograph has no such image.")
+    if settings.MEDIA_INTERNAL_REDIRECT:
+        response = HttpResponse(content_type=content_type)
+        response["X-Accel-Redirect"] = settings.MEDIA_INTERNAL_REDIRECT.rstrip("/") + "/" + field.name
+    else:
+        try:
+            response = FileResponse(field.open("rb"), content_type=content_type)
+        except FileNotFoundError:
+            raise NotFound("The image file is missing from storage.") from None
+    if download_name:
+        response["Content-Disposition"] = f'attachment; filename="{download_name}"'
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+class RadiographImageApi(APIView):
+    """``preview`` (compressed, for the viewer), ``display`` (8-bit PNG), ``pixels`` (full bit depth as
+    little-endian uint16 with ``X-Width``/``X-Height`` headers, for window/level), ``original`` (admins)."""
+
+    required_action = "view"
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    def get(self, request, radiograph_id: int, kind: str):
+        if kind not in KINDS:
+            raise InvalidInput(f"kind must be one of {', '.join(sorted(KINDS))}.")
+        radiograph = selectors.radiograph_get(user=request.user, radiograph_id=radiograph_id)
+        if kind == "preview":
+            return file_response(radiograph.preview, content_type=radiograph.preview_mime)
+        if kind == "display":
+            return file_response(radiograph.display, content_type="image/png")
+        if kind == "original":
+            from ..permissions import can
+            from ..errors import NotAllowed
+
+            if not can(request.user, "export"):
+                raise NotAllowed("Only admins download originals.")
+            is_dicom = radiograph.kind == "dicom"
+            return file_response(
+                radiograph.original,
+                content_type="application/dicom" if is_dicom else "image/png",
+                download_name=f"radiograph-{radiograph.id}.{'dcm' if is_dicom else 'png'}",
+            )
+        if not radiograph.pixels:
+            raise NotFound("This radiograph has 8-bit pixels only: use the display image.")
+        with radiograph.pixels.open("rb") as fh:
+            array = np.asarray(Image.open(io.BytesIO(fh.read())), dtype=np.uint16)
+        response = HttpResponse(array.astype("<u2").tobytes(), content_type="application/octet-stream")
+        response["X-Width"], response["X-Height"] = str(array.shape[1]), str(array.shape[0])
+        response["X-Bit-Depth"] = str(radiograph.bit_depth)
+        response["Cache-Control"] = "private, max-age=3600"
+        return response

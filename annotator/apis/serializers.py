@@ -1,0 +1,112 @@
+"""API representations and input validation."""
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from ..constants import ExclusionReason, FindingLabel, InterstitialSubtype, Tri, View
+from ..models import Dataset, FindingRegion, Radiograph, ReviewEvent
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    radiographs = serializers.IntegerField(read_only=True, source="radiograph_count", default=None)
+
+    class Meta:
+        model = Dataset
+        fields = ["id", "name", "description", "created_at", "radiographs"]
+
+
+class RadiographListSerializer(serializers.ModelSerializer):
+    dataset = serializers.CharField(source="dataset.name")
+
+    class Meta:
+        model = Radiograph
+        fields = [
+            "id", "dataset", "source_name", "kind", "width", "height", "bit_depth", "view", "state",
+            "excluded_reason", "healthy", "covid", "other_disease", "version", "uncertainty",
+            "preannotation_status", "created_at", "updated_at",
+        ]
+
+
+class LabelsSerializer(serializers.Serializer):
+    healthy = serializers.ChoiceField(choices=Tri.choices, required=False)
+    covid = serializers.ChoiceField(choices=Tri.choices, required=False)
+    other_disease = serializers.ChoiceField(choices=Tri.choices, required=False)
+
+
+Box = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4, allow_null=True, required=False)
+
+
+class AnnotationInputSerializer(serializers.Serializer):
+    version = serializers.IntegerField(required=False, help_text="The version this edit is based on (428 without it).")
+    right = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4, allow_null=True, required=False)
+    left = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4, allow_null=True, required=False)
+    labels = LabelsSerializer(required=False)
+    view = serializers.ChoiceField(choices=[v for v in View.values if v not in ("LATERAL", "CT")], required=False)
+    submit = serializers.BooleanField(required=False, default=False)
+
+
+class ExcludeInputSerializer(serializers.Serializer):
+    version = serializers.IntegerField(required=False)
+    reason = serializers.ChoiceField(choices=ExclusionReason.choices)
+    note = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+class SkipInputSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000)
+
+
+class ReturnInputSerializer(serializers.Serializer):
+    version = serializers.IntegerField(required=False)
+    comment = serializers.CharField(max_length=4000)
+
+
+class AcceptInputSerializer(serializers.Serializer):
+    version = serializers.IntegerField(required=False)
+    labels = LabelsSerializer(required=False)
+    right = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4, required=False)
+    left = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4, required=False)
+
+
+class RegionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = FindingRegion
+        fields = [
+            "id", "radiograph", "label", "subtype", "description", "status", "source", "confidence",
+            "bbox", "area", "version", "flagged", "source_label", "updated_at",
+        ]
+
+
+class RegionAddSerializer(serializers.Serializer):
+    label = serializers.ChoiceField(choices=[c for c in FindingLabel.choices if c[0] != "unknown"])
+    subtype = serializers.ChoiceField(choices=InterstitialSubtype.choices, required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=4000)
+    bbox = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4)
+    mask = serializers.CharField(help_text="Base64 PNG (0/255) of the bbox area.", max_length=50_000_000)
+
+
+class RegionEditSerializer(serializers.Serializer):
+    version = serializers.IntegerField(required=False)
+    label = serializers.ChoiceField(choices=[c for c in FindingLabel.choices if c[0] != "unknown"], required=False)
+    subtype = serializers.ChoiceField(choices=InterstitialSubtype.choices, required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=4000)
+    bbox = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4, required=False)
+    mask = serializers.CharField(required=False, max_length=50_000_000)
+    status = serializers.ChoiceField(choices=["accepted", "rejected", "suggested"], required=False, default="accepted")
+
+
+class RegionDecisionSerializer(serializers.Serializer):
+    version = serializers.IntegerField(required=False)
+
+
+class EventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor.username", default=None)
+    model_version = serializers.CharField(source="model_version.name", default=None)
+
+    class Meta:
+        model = ReviewEvent
+        fields = ["id", "created_at", "actor", "action", "from_state", "to_state", "model_version", "data"]
+
+
+class QueueInputSerializer(serializers.Serializer):
+    dataset = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    order = serializers.ChoiceField(choices=["oldest", "uncertainty"], required=False, default="oldest")

@@ -1,0 +1,272 @@
+"""The data model of the annotation workflow: datasets, subjects, radiographs, their annotations,
+the append-only event log, imports and export snapshots.
+
+Annotations are versioned for optimistic concurrency: a radiograph's ``version`` guards its
+image-level work (lung boxes, labels, view, state); each finding region has its own ``version``.
+Every saved state is also appended to a revision table, so nothing is ever overwritten silently.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from .constants import (
+    AnnotationSource,
+    ExclusionReason,
+    FindingLabel,
+    InterstitialSubtype,
+    LungStatus,
+    Provenance,
+    RegionStatus,
+    State,
+    Tri,
+    View,
+)
+
+
+class Dataset(models.Model):
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Subject(models.Model):
+    """A patient, known only by a keyed pseudonym; its split is frozen once exported."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="subjects")
+    key = models.CharField(max_length=64, help_text="Pseudonymous patient key.")
+    split = models.CharField(max_length=8, blank=True, choices=[("train", "train"), ("test", "test")])
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["dataset", "key"], name="subject_unique_key")]
+
+    def __str__(self) -> str:
+        return f"{self.dataset}/{self.key}"
+
+
+def radiograph_upload_to(instance: "Radiograph", filename: str) -> str:
+    """Server-chosen names, one folder per dataset (the caller names files with a random stem)."""
+    return f"radiographs/{instance.dataset_id}/{filename}"
+
+
+class Radiograph(models.Model):
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="radiographs")
+    subject = models.ForeignKey(Subject, on_delete=models.PROTECT, related_name="radiographs")
+    source_name = models.CharField(max_length=255, help_text="The file name it was imported under.")
+    sha256 = models.CharField(max_length=64, help_text="Of the imported file's bytes.")
+    kind = models.CharField(max_length=8, help_text="png, jpeg or dicom (recognised by content).")
+    # The stored original (de-identified DICOM, or the re-encoded PNG), full bit depth pixels
+    # (16-bit PNG when deeper than 8 bits), the 8-bit display image, and the viewer's preview.
+    original = models.FileField(upload_to=radiograph_upload_to, max_length=255)
+    pixels = models.FileField(upload_to=radiograph_upload_to, max_length=255, blank=True)
+    display = models.FileField(upload_to=radiograph_upload_to, max_length=255)
+    preview = models.FileField(upload_to=radiograph_upload_to, max_length=255)
+    preview_mime = models.CharField(max_length=32, default="image/jpeg")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    bit_depth = models.PositiveSmallIntegerField(default=8)
+    window_center = models.FloatField(null=True, blank=True)
+    window_width = models.FloatField(null=True, blank=True)
+    modality = models.CharField(max_length=16, blank=True)
+    view = models.CharField(max_length=16, choices=View.choices, default=View.UNKNOWN)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.IMPORTED, db_index=True)
+    excluded_reason = models.CharField(max_length=16, choices=ExclusionReason.choices, blank=True)
+    excluded_note = models.TextField(blank=True)
+    return_comment = models.TextField(blank=True)
+    skip_reason = models.TextField(blank=True)
+    # True once every finding is marked (radiologist accepted, or a complete imported finding set).
+    findings_complete = models.BooleanField(default=False)
+    # The paper's image-level labels H, C, O with their provenance.
+    healthy = models.CharField(max_length=8, choices=Tri.choices, default=Tri.UNKNOWN)
+    healthy_source = models.CharField(max_length=12, choices=Provenance.choices, default=Provenance.NONE)
+    covid = models.CharField(max_length=8, choices=Tri.choices, default=Tri.UNKNOWN)
+    covid_source = models.CharField(max_length=12, choices=Provenance.choices, default=Provenance.NONE)
+    other_disease = models.CharField(max_length=8, choices=Tri.choices, default=Tri.UNKNOWN)
+    other_disease_source = models.CharField(max_length=12, choices=Provenance.choices, default=Provenance.NONE)
+    source_metadata = models.JSONField(default=dict, blank=True)
+    # Optimistic lock for the image-level work (boxes, labels, view, state).
+    version = models.PositiveIntegerField(default=1)
+    # Queue lease: who holds it and until when.
+    leased_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    annotated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Pre-annotation bookkeeping (attempts counts worker deaths, so a poison image stops being retried).
+    preannotation_status = models.CharField(max_length=12, default="pending", db_index=True)
+    preannotation_attempts = models.PositiveSmallIntegerField(default=0)
+    preannotation_error = models.TextField(blank=True)
+    uncertainty = models.FloatField(null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["dataset", "sha256"], name="radiograph_unique_content")]
+        indexes = [models.Index(fields=["dataset", "state"]), models.Index(fields=["state", "lease_expires_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.dataset}/{self.source_name}"
+
+    @property
+    def is_excluded(self) -> bool:
+        return self.state == State.EXCLUDED
+
+
+class LungAnnotation(models.Model):
+    """One saved state of a radiograph's two lung boxes (append-only; the latest is current).
+
+    Boxes are ``[x0, y0, x1, y1]`` in original-image pixels, half-open; right/left are the
+    patient's sides. ``mask_png`` optionally holds a finer lung outline (e.g. imported polygons),
+    cropped to ``mask_bbox``.
+    """
+
+    radiograph = models.ForeignKey(Radiograph, on_delete=models.CASCADE, related_name="lung_annotations")
+    version = models.PositiveIntegerField(help_text="The radiograph version this state was saved as.")
+    right_box = models.JSONField(null=True, blank=True)
+    left_box = models.JSONField(null=True, blank=True)
+    mask_png = models.BinaryField(null=True, blank=True)
+    mask_bbox = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=12, choices=LungStatus.choices)
+    source = models.CharField(max_length=12, choices=AnnotationSource.choices)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    model_version = models.ForeignKey(
+        "inference.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-version", "-id"]
+        indexes = [models.Index(fields=["radiograph", "-version"])]
+
+
+class FindingRegion(models.Model):
+    """A disease region: a binary mask (PNG, cropped to ``bbox``) with its finding label.
+
+    Suggested regions come from the model; a radiologist accepts, edits, rejects or adds them.
+    Only accepted regions are ground truth. Each save bumps ``version`` and appends a revision.
+    """
+
+    radiograph = models.ForeignKey(Radiograph, on_delete=models.CASCADE, related_name="regions")
+    label = models.CharField(max_length=24, choices=FindingLabel.choices)
+    subtype = models.CharField(max_length=16, choices=InterstitialSubtype.choices, blank=True)
+    source_label = models.CharField(max_length=64, blank=True, help_text="The label as the source wrote it.")
+    flagged = models.BooleanField(default=False, help_text="Source label not in the findings list.")
+    description = models.TextField(blank=True)
+    status = models.CharField(max_length=12, choices=RegionStatus.choices, db_index=True)
+    source = models.CharField(max_length=12, choices=AnnotationSource.choices)
+    confidence = models.FloatField(null=True, blank=True)
+    bbox = models.JSONField(help_text="[x0, y0, x1, y1] of the mask crop in image pixels.")
+    mask_png = models.BinaryField(help_text="0/255 PNG of the region inside bbox.")
+    area = models.PositiveIntegerField(default=0)
+    version = models.PositiveIntegerField(default=1)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    prediction = models.ForeignKey(
+        "inference.Prediction", null=True, blank=True, on_delete=models.SET_NULL, related_name="suggested_regions"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class FindingRegionRevision(models.Model):
+    """Append-only history of a region: the suggestion, every edit, the final decision."""
+
+    region = models.ForeignKey(FindingRegion, on_delete=models.CASCADE, related_name="revisions")
+    version = models.PositiveIntegerField()
+    label = models.CharField(max_length=24)
+    subtype = models.CharField(max_length=16, blank=True)
+    description = models.TextField(blank=True)
+    status = models.CharField(max_length=12)
+    bbox = models.JSONField()
+    mask_png = models.BinaryField()
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["region", "version"], name="region_revision_unique")]
+        ordering = ["region_id", "version"]
+
+
+class ReviewEvent(models.Model):
+    """Append-only log: every change of state and every decision, by whom, under which model."""
+
+    radiograph = models.ForeignKey(Radiograph, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    action = models.CharField(max_length=40, db_index=True)
+    from_state = models.CharField(max_length=16, blank=True)
+    to_state = models.CharField(max_length=16, blank=True)
+    model_version = models.ForeignKey(
+        "inference.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            raise ValueError("Review events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Review events are append-only.")
+
+
+class ImportJob(models.Model):
+    """One import (command line or upload), with its report."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="imports")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    origin = models.CharField(max_length=16, default="command")
+    status = models.CharField(max_length=12, default="running")
+    report = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+
+class ExportSnapshot(models.Model):
+    """An immutable mask dataset in export format v1, written under MEDIA_ROOT/exports/<id>/."""
+
+    datasets = models.ManyToManyField(Dataset, related_name="exports")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    options = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=12, default="pending")
+    progress = models.FloatField(default=0.0)
+    counts = models.JSONField(default=dict, blank=True)
+    manifest_sha256 = models.CharField(max_length=64, blank=True)
+    path = models.CharField(max_length=255, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class AuditLog(models.Model):
+    """Append-only record of administrative actions (exports, downloads, imports, promotions)."""
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    action = models.CharField(max_length=40)
+    target = models.CharField(max_length=100, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(action=""), name="auditlog_action_not_empty"),
+        ]

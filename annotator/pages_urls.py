@@ -1,0 +1,8 @@
+"""Server-rendered pages."""
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+]

@@ -1,0 +1,1 @@
+"""Business logic that writes (services): small typed functions named ``<entity>_<action>``."""

@@ -1,0 +1,313 @@
+"""Import of radiographs from a folder (``images/``, ``dicom/``, ``metadata.csv``), files or a zip.
+
+Each file is checked on its own: a bad one gets a per-file error in the report and the import goes
+on. Files are recognised by content, decoded, de-identified and re-encoded before anything is
+stored under a server-chosen name. Re-importing the same bytes into a dataset adds nothing.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ..constants import Provenance, State, Tri
+from ..errors import DomainError, FileTooLarge, InvalidInput
+from ..imaging import decode_radiograph
+from ..imaging.encode import png_bytes, preview_bytes
+from ..models import Dataset, ImportJob, Radiograph, Subject
+from .events import event_record
+from .labels import UNKNOWN_LABELS, exclusion_for_view, labels_from_finding, view_from_text
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom", ""}
+METADATA_COLUMNS = {"file"}
+
+
+@dataclass
+class ImportReport:
+    dataset: str
+    imported: int = 0
+    duplicates: int = 0
+    excluded: list[dict] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+    radiograph_ids: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "dataset": self.dataset,
+            "imported": self.imported,
+            "duplicates": self.duplicates,
+            "excluded": self.excluded,
+            "errors": self.errors,
+            "radiograph_ids": self.radiograph_ids,
+        }
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One candidate file: its name as shown to people, and a way to read at most ``limit`` bytes."""
+
+    name: str
+    size: int
+    read: Callable[[int], bytes]
+
+
+def pseudonym_key() -> bytes:
+    return settings.PSEUDONYM_KEY.encode()
+
+
+def _subject_key(source: str, patient_id: str) -> str:
+    from ..imaging import pseudonym
+
+    return pseudonym(f"{source}:{patient_id}", pseudonym_key())
+
+
+def dataset_get_or_create(*, name: str) -> Dataset:
+    from django.utils.text import slugify
+
+    slug = slugify(name)
+    if not slug:
+        raise InvalidInput("A dataset needs a name made of letters, digits, '-' or '_'.")
+    dataset, _ = Dataset.objects.get_or_create(name=slug)
+    return dataset
+
+
+def metadata_read(text: str) -> dict[str, dict[str, str]]:
+    """Rows of a ``metadata.csv`` keyed by file name; a file without a ``file`` column is an error."""
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or not METADATA_COLUMNS <= {f.strip() for f in reader.fieldnames}:
+        raise InvalidInput("metadata.csv needs a header row with at least a 'file' column.")
+    rows: dict[str, dict[str, str]] = {}
+    for row in reader:
+        clean = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
+        if clean.get("file"):
+            rows[clean["file"]] = clean
+    return rows
+
+
+def folder_sources(folder: Path) -> tuple[list[SourceFile], dict[str, dict[str, str]]]:
+    """The files of a folder in the sample's layout (``images/``, ``dicom/``, ``metadata.csv``).
+
+    A folder without those sub-folders is read flat.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InvalidInput(f"{folder} is not a folder.")
+    metadata: dict[str, dict[str, str]] = {}
+    if (folder / "metadata.csv").is_file():
+        metadata = metadata_read((folder / "metadata.csv").read_text(encoding="utf-8-sig", errors="replace"))
+    roots = [p for p in (folder / "images", folder / "dicom") if p.is_dir()] or [folder]
+    sources = []
+    for root in roots:
+        for path in sorted(root.iterdir()):
+            if not path.is_file() or path.name.startswith(".") or path.name == "metadata.csv":
+                continue
+            sources.append(SourceFile(name=path.name, size=path.stat().st_size, read=_file_reader(path)))
+    return sources, metadata
+
+
+def _file_reader(path: Path) -> Callable[[int], bytes]:
+    def read(limit: int) -> bytes:
+        with open(path, "rb") as fh:
+            return fh.read(limit)
+
+    return read
+
+
+def zip_sources(data: bytes | io.IOBase, *, max_total: int) -> tuple[list[SourceFile], dict[str, dict[str, str]]]:
+    """The files inside an uploaded zip, guarded against zip bombs and path tricks (nothing is extracted)."""
+    try:
+        archive = zipfile.ZipFile(data if not isinstance(data, bytes) else io.BytesIO(data))
+        members = [m for m in archive.infolist() if not m.is_dir()]
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise InvalidInput(f"The zip archive cannot be read: {exc}") from exc
+    declared = sum(m.file_size for m in members)
+    if declared > max_total:
+        raise FileTooLarge(f"The zip would expand to {declared} bytes, more than the {max_total} allowed.")
+    metadata: dict[str, dict[str, str]] = {}
+    sources = []
+    for member in members:
+        name = Path(member.filename.replace("\\", "/")).name
+        if not name or name.startswith(".") or "__MACOSX" in member.filename:
+            continue
+        if name == "metadata.csv":
+            metadata = metadata_read(_zip_read(archive, member, 16 * 1024 * 1024).decode("utf-8-sig", errors="replace"))
+            continue
+        sources.append(SourceFile(name=name, size=member.file_size, read=_zip_reader(archive, member)))
+    return sources, metadata
+
+
+def _zip_read(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int) -> bytes:
+    try:
+        with archive.open(member) as fh:
+            return fh.read(limit)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as exc:
+        raise InvalidInput(f"cannot read from the zip: {exc}") from exc
+
+
+def _zip_reader(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> Callable[[int], bytes]:
+    return lambda limit: _zip_read(archive, member, limit)
+
+
+def radiographs_import(
+    *,
+    dataset: Dataset,
+    sources: Iterable[SourceFile],
+    metadata: dict[str, dict[str, str]] | None = None,
+    actor=None,
+    origin: str = "command",
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Import files into a dataset; returns the report (also stored as an ``ImportJob``)."""
+    job = ImportJob.objects.create(dataset=dataset, created_by=_user_or_none(actor), origin=origin)
+    report = ImportReport(dataset=dataset.name)
+    metadata = metadata or {}
+    for source in sources:
+        try:
+            outcome = radiograph_import_one(dataset=dataset, source=source, meta=metadata.get(source.name), actor=actor)
+        except DomainError as exc:
+            report.errors.append({"file": source.name, "error": exc.message, "code": exc.code})
+        except Exception as exc:  # an unexpected failure of one file must not stop the import
+            logger.exception("import of %s failed", source.name)
+            report.errors.append({"file": source.name, "error": f"internal error: {type(exc).__name__}", "code": "error"})
+        else:
+            if outcome is None:
+                report.duplicates += 1
+            elif outcome.state == State.EXCLUDED:
+                report.excluded.append({"file": source.name, "reason": outcome.excluded_reason})
+            else:
+                report.imported += 1
+                report.radiograph_ids.append(outcome.id)
+        if progress:
+            progress(1)
+    job.report = report.as_dict()
+    job.status = "done"
+    job.finished_at = timezone.now()
+    job.save(update_fields=["report", "status", "finished_at"])
+    if report.radiograph_ids:
+        from inference.services import preannotation_request
+
+        preannotation_request(radiograph_ids=report.radiograph_ids)
+    return report
+
+
+def _user_or_none(user):
+    return user if getattr(user, "is_authenticated", False) else None
+
+
+def radiograph_import_one(*, dataset: Dataset, source: SourceFile, meta: dict[str, str] | None, actor=None) -> Radiograph | None:
+    """Import one file. Returns the new radiograph, or None when the same bytes are already there."""
+    max_bytes = settings.MAX_UPLOAD_BYTES
+    if source.size > max_bytes:
+        raise FileTooLarge(f"{source.size} bytes is more than the {max_bytes} allowed for one file.")
+    data = source.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FileTooLarge(f"The file is larger than the {max_bytes} bytes allowed.")
+    sha = hashlib.sha256(data).hexdigest()
+    if Radiograph.objects.filter(dataset=dataset, sha256=sha).exists():
+        return None
+    decoded = decode_radiograph(
+        data, filename=source.name, max_bytes=max_bytes, max_pixels=settings.MAX_IMAGE_PIXELS, pseudonym_key=pseudonym_key()
+    )
+    meta = meta or {}
+    source_name = meta.get("source", "")
+    view = view_from_text(decoded.view or meta.get("view"), decoded.modality or meta.get("modality"))
+    patient_id = meta.get("patient_id", "")
+    if patient_id:
+        subject_key = _subject_key(source_name or "unknown", patient_id)
+    elif decoded.patient_pseudonym:
+        subject_key = decoded.patient_pseudonym[:64]  # DICOM: keyed by the pseudonym of its PatientID
+    else:
+        subject_key = _subject_key("file", sha)  # nothing links it to others: a subject of its own
+    labels = labels_from_finding(meta.get("finding")) if meta else UNKNOWN_LABELS
+    exclusion = exclusion_for_view(view)
+
+    stem = uuid.uuid4().hex
+    stored: list[str] = []
+    try:
+        with transaction.atomic():
+            subject, _ = Subject.objects.get_or_create(dataset=dataset, key=subject_key)
+            radiograph = Radiograph(
+                dataset=dataset,
+                subject=subject,
+                source_name=source.name[:255],
+                sha256=sha,
+                kind=decoded.kind,
+                width=decoded.width,
+                height=decoded.height,
+                bit_depth=decoded.bit_depth,
+                window_center=decoded.window[0] if decoded.window else None,
+                window_width=decoded.window[1] if decoded.window else None,
+                modality=(decoded.modality or meta.get("modality", ""))[:16],
+                view=view,
+                state=State.EXCLUDED if exclusion else State.IMPORTED,
+                excluded_reason=exclusion,
+                source_metadata=_safe_metadata(meta, decoded.source_metadata),
+            )
+            for name in ("healthy", "covid", "other_disease"):
+                value = getattr(labels, name)
+                setattr(radiograph, name, value)
+                setattr(radiograph, f"{name}_source", Provenance.METADATA if value != Tri.UNKNOWN else Provenance.NONE)
+            display_png = png_bytes(decoded.display)
+            radiograph.display.save(f"{stem}.png", ContentFile(display_png), save=False)
+            stored.append(radiograph.display.name)
+            if decoded.bit_depth > 8:
+                # Full bit depth kept for window/level in the viewer.
+                radiograph.pixels.save(f"{stem}-full.png", ContentFile(png_bytes(decoded.pixels)), save=False)
+                stored.append(radiograph.pixels.name)
+            if decoded.kind == "dicom":
+                radiograph.original.save(f"{stem}.dcm", ContentFile(decoded.deidentified_dicom), save=False)
+                stored.append(radiograph.original.name)
+            else:
+                # The re-encoded pixels are the stored original (never the uploaded bytes).
+                radiograph.original.name = radiograph.pixels.name or radiograph.display.name
+            preview, mime = preview_bytes(decoded.display)
+            radiograph.preview.save(f"{stem}.{'webp' if 'webp' in mime else 'jpg'}", ContentFile(preview), save=False)
+            radiograph.preview_mime = mime
+            stored.append(radiograph.preview.name)
+            radiograph.save()
+            event_record(
+                radiograph=radiograph,
+                actor=actor,
+                action="excluded" if exclusion else "imported",
+                to_state=radiograph.state,
+                data={"file": source.name, "reason": exclusion} if exclusion else {"file": source.name},
+            )
+    except IntegrityError:
+        _remove(stored)
+        if Radiograph.objects.filter(dataset=dataset, sha256=sha).exists():
+            return None  # imported concurrently by someone else
+        raise
+    except BaseException:
+        _remove(stored)
+        raise
+    return radiograph
+
+
+def _safe_metadata(meta: dict[str, str], dicom_meta: dict) -> dict:
+    # Free-text clinical notes may identify a patient: keep only the structured columns.
+    keep = {k: v for k, v in meta.items() if k in {"source", "view", "modality", "finding", "sex", "age", "license"}}
+    if dicom_meta:
+        keep["dicom"] = dicom_meta
+    return keep
+
+
+def _remove(names: list[str]) -> None:
+    for name in set(names):
+        try:
+            default_storage.delete(name)
+        except OSError:
+            logger.warning("could not remove %s after a failed import", name)

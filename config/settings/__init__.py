@@ -1,0 +1,1 @@
+"""Settings package: ``base`` (development and embedded defaults) and ``production``."""

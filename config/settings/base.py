@@ -1,0 +1,241 @@
+"""Settings read from the environment, with embedded defaults that need no external service.
+
+Every setting that varies between deployments comes from an environment variable named after it.
+With none set, Lungmark runs on a SQLite file and a filesystem broker under ``var/``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+# Where the embedded defaults keep their state (database, broker folder, media).
+VAR_DIR = Path(os.environ.get("LUNGMARK_VAR_DIR", BASE_DIR / "var"))
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return default if value in (None, "") else int(value)
+
+
+# --- core -------------------------------------------------------------------------------------
+# SECRET_KEY: signs sessions and keys the DICOM pseudonyms; production refuses to start without it.
+SECRET_KEY = os.environ.get("SECRET_KEY", "dev-insecure-key-change-me")
+# DEBUG: development conveniences; never on in production.
+DEBUG = env_bool("DEBUG", True)
+# ALLOWED_HOSTS: comma-separated host names the site answers to.
+ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
+# CSRF_TRUSTED_ORIGINS: comma-separated origins allowed to POST with a session (behind a proxy).
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_celery_results",
+    "django_celery_beat",
+    "axes",
+    "csp",
+    "annotator",
+    "inference",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "axes.middleware.AxesMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "annotator.context_processors.roles",
+            ],
+        },
+    },
+]
+
+# --- database ---------------------------------------------------------------------------------
+# DATABASE_URL: postgres://user:pass@host:5432/name in production; a SQLite file by default.
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'lungmark.sqlite3'}"),
+        # DB_CONN_MAX_AGE: seconds a connection is reused (persistent connections save a connect per request).
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL and a busy timeout let the web process and the worker share the file.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- auth -------------------------------------------------------------------------------------
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+# AXES_FAILURE_LIMIT: failed logins (per user name and address) before the account is locked.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+# AXES_COOLOFF_HOURS: how long a lockout lasts.
+AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_HOURS", 1)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLED = env_bool("AXES_ENABLED", True)
+
+# --- i18n -------------------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+# --- static and media -------------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
+# MEDIA_ROOT: where originals, derivatives, exports and checkpoints are stored.
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
+MEDIA_URL = "/media/"
+# MEDIA_INTERNAL_REDIRECT: a prefix (e.g. /protected/) for the web server's X-Accel-Redirect; empty = Django streams.
+MEDIA_INTERNAL_REDIRECT = os.environ.get("MEDIA_INTERNAL_REDIRECT", "")
+WHITENOISE_USE_FINDERS = True
+
+# --- uploads and import limits ----------------------------------------------------------------
+# MAX_UPLOAD_BYTES: the largest single radiograph file accepted (checked before decoding).
+MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 64 * 1024 * 1024)
+# MAX_IMAGE_PIXELS: the largest pixel count accepted (decompression-bomb guard, checked before decoding).
+MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 50_000_000)
+# MAX_ZIP_BYTES: the largest uploaded zip (and the largest total it may expand to).
+MAX_ZIP_BYTES = env_int("MAX_ZIP_BYTES", 1024 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# PSEUDONYM_KEY: keys the pseudonyms of patient identifiers (defaults to one derived from SECRET_KEY).
+PSEUDONYM_KEY = os.environ.get("PSEUDONYM_KEY", "") or f"pseudonym:{SECRET_KEY}"
+
+# --- workflow ---------------------------------------------------------------------------------
+# LEASE_SECONDS: how long a queue hands a radiograph to one person before it may go to another.
+LEASE_SECONDS = env_int("LEASE_SECONDS", 15 * 60)
+
+# --- REST API ---------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["annotator.permissions.HasRole"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "annotator.apis.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Lungmark API",
+    "DESCRIPTION": "Chest X-ray annotation and review with CMTNet pre-annotation.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Celery -----------------------------------------------------------------------------------
+# CELERY_BROKER_URL: redis://host:6379/0 in production; a server-less filesystem broker by default.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_FOLDER = Path(os.environ.get("CELERY_BROKER_FOLDER", VAR_DIR / "broker"))
+# CELERY_TASK_TIME_LIMIT: hard limit (s) for model work; the Redis visibility timeout stays above it.
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 4 * 3600)
+# CELERY_VISIBILITY_TIMEOUT: seconds before an unacknowledged Redis task is redelivered.
+CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 600)
+# CELERY_UNACKED_RESTORE_INTERVAL: how often (s) a worker looks for tasks lost by a killed worker.
+CELERY_UNACKED_RESTORE_INTERVAL = env_int("CELERY_UNACKED_RESTORE_INTERVAL", 60)
+# CELERY_TASK_ALWAYS_EAGER: run tasks inline (only for quick experiments; tests use a real worker).
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# PREANNOTATE_MAX_ATTEMPTS: a radiograph that kills this many workers is marked failed.
+PREANNOTATE_MAX_ATTEMPTS = env_int("PREANNOTATE_MAX_ATTEMPTS", 3)
+# RETRAIN_MIN_NEW_ACCEPTED: newly accepted radiographs needed before periodic retraining starts.
+RETRAIN_MIN_NEW_ACCEPTED = env_int("RETRAIN_MIN_NEW_ACCEPTED", 50)
+# RETRAIN_INTERVAL_SECONDS: how often beat checks whether to retrain.
+RETRAIN_INTERVAL_SECONDS = env_int("RETRAIN_INTERVAL_SECONDS", 3600)
+# TRAINING_*: the configuration of automatic retraining runs.
+TRAINING_WIDTH = float(os.environ.get("TRAINING_WIDTH", "1.0"))
+TRAINING_IMAGE_SIZE = env_int("TRAINING_IMAGE_SIZE", 224)
+TRAINING_EPOCHS = env_int("TRAINING_EPOCHS", 30)
+TRAINING_LR = float(os.environ.get("TRAINING_LR", "5e-5"))
+TRAINING_BATCH_SIZE = env_int("TRAINING_BATCH_SIZE", 16)
+
+# --- logging ----------------------------------------------------------------------------------
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- security headers (enforced CSP; strict in every environment) ------------------------------
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # the ES modules read it to send X-CSRFToken

@@ -1,0 +1,26 @@
+"""Production settings: the base settings hardened; refuses to start without a real SECRET_KEY."""
+from __future__ import annotations
+
+import os
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .base import *  # noqa: F401,F403
+from .base import env_bool, env_int
+
+if not os.environ.get("SECRET_KEY"):
+    raise ImproperlyConfigured("SECRET_KEY must be set in production (it signs sessions and keys pseudonyms).")
+SECRET_KEY = os.environ["SECRET_KEY"]
+if not os.environ.get("PSEUDONYM_KEY"):
+    PSEUDONYM_KEY = f"pseudonym:{SECRET_KEY}"
+
+DEBUG = env_bool("DEBUG", False)
+# SECURE_SSL_REDIRECT: redirect plain HTTP to HTTPS (off only when the proxy does it).
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# SECURE_HSTS_SECONDS: how long browsers must use HTTPS only.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True

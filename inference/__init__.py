@@ -1,0 +1,1 @@
+"""Celery-side bridge between the web app and ``training``: pre-annotation, model registry, retraining."""

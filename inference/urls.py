@@ -1,0 +1,2 @@
+"""API routes of the inference app (model registry, predictions, training runs)."""
+urlpatterns: list = []
