@@ -10,6 +10,7 @@ from django.contrib.auth.models import Group
 from rest_framework.test import APIClient
 
 REPO = Path(__file__).resolve().parents[1]
+PASSWORD = "correct-horse-battery-staple"
 SAMPLE = Path(os.environ.get("LUNGMARK_SAMPLE_DATA", REPO.parent / "shared" / "data" / "cxr-sample"))
 
 
@@ -21,9 +22,14 @@ class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = "auth.User"
         django_get_or_create = ("username",)
+        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
-    password = factory.PostGenerationMethodCall("set_password", "correct-horse-battery-staple")
+    @factory.post_generation
+    def password(self, create, extracted, **kwargs):
+        self.set_password(extracted or PASSWORD)
+        if create:
+            self.save(update_fields=["password"])
 
     @factory.post_generation
     def role(self, create, extracted, **kwargs):

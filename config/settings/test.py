@@ -12,3 +12,4 @@ MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or tempfile.mkdtemp(prefix="lungm
 # Each save is checked by tests; lockout is exercised explicitly where tested.
 AXES_FAILURE_LIMIT = 5
 LEASE_SECONDS = 600
+STATIC_ROOT = Path(tempfile.mkdtemp(prefix="lungmark-static-"))

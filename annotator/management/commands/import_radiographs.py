@@ -38,4 +38,4 @@ class Command(BaseCommand):
         for item in result["errors"]:
             self.stdout.write(self.style.WARNING(f"  error {item['file']}: {item['error']}"))
         if report:
-            report.write_text(json.dumps(result, indent=2))
+            Path(report).write_text(json.dumps(result, indent=2))

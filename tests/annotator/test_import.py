@@ -1,0 +1,256 @@
+"""Import of real radiographs and their annotations (the sample's layout), and of bad files."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from PIL import Image
+
+from annotator.constants import State
+from annotator.models import FindingRegion, LungAnnotation, Radiograph, ReviewEvent
+from annotator.services.imports import SourceFile, dataset_get_or_create, folder_sources, radiographs_import
+
+NON_FRONTAL = {"l", "ll", "lateral", "axial", "coronal"}
+
+
+def _expected(sample: Path) -> dict:
+    """What the sample's own files say should happen (never hard-coded: the set may be larger)."""
+    rows = list(csv.DictReader((sample / "metadata.csv").open(encoding="utf-8")))
+    excluded = {r["file"] for r in rows if r["view"].strip().lower() in NON_FRONTAL or r["modality"].strip().upper() == "CT"}
+    images = {p.name for p in (sample / "images").iterdir() if p.is_file()}
+    dicoms = {p.name for p in (sample / "dicom").iterdir() if p.is_file()}
+    kept = (images - excluded) | dicoms
+
+    def coco_images(name: str, category: str | None) -> set[str]:
+        data = json.loads((sample / "annotations" / name).read_text())
+        names = {i["id"]: i["file_name"] for i in data["images"]}
+        cats = {c["id"]: c["name"] for c in data["categories"]}
+        return {names[a["image_id"]] for a in data["annotations"] if category is None or cats[a["category_id"]] == category} & kept
+
+    findings = {r["file"] for r in csv.DictReader((sample / "annotations" / "findings.csv").open())} & kept
+    return {
+        "imported": kept,
+        "excluded": excluded & images,
+        "dicom": dicoms,
+        "lung_boxes": coco_images("lung_boxes.json", None),
+        "lung_polygons": coco_images("lung_polygons.json", "Lung"),
+        "findings": findings,
+    }
+
+
+@pytest.mark.django_db
+def test_sample_import_keeps_every_frontal_image_and_excludes_the_rest(sample_import, sample_dir):
+    expected = _expected(sample_dir)
+    report = sample_import["report"]
+    assert report.errors == []
+    assert report.imported == len(expected["imported"])
+    assert {e["file"] for e in report.excluded} == expected["excluded"]
+    assert all(e["reason"] in {"lateral_view", "ct"} for e in report.excluded)
+    dataset = sample_import["dataset"]
+    stored = Radiograph.objects.filter(dataset=dataset)
+    assert set(stored.exclude(state=State.EXCLUDED).values_list("source_name", flat=True)) == expected["imported"]
+    assert set(stored.filter(state=State.EXCLUDED).values_list("source_name", flat=True)) == expected["excluded"]
+    assert set(stored.filter(kind="dicom").values_list("source_name", flat=True)) == expected["dicom"]
+    # Every exclusion is recorded as an event with its reason.
+    for radiograph in stored.filter(state=State.EXCLUDED):
+        assert ReviewEvent.objects.filter(radiograph=radiograph, action="excluded", data__reason=radiograph.excluded_reason).exists()
+
+
+@pytest.mark.django_db
+def test_sample_annotations_import_counts(sample_import, sample_dir):
+    expected = _expected(sample_dir)
+    annotations = sample_import["annotations"]
+    assert annotations["lung_boxes"]["images"] == len(expected["lung_boxes"])
+    assert annotations["lung_polygons"]["images"] == len(expected["lung_polygons"])
+    assert annotations["findings"]["images"] == len(expected["findings"])
+    for section in annotations.values():
+        assert section["errors"] == []
+
+
+@pytest.mark.django_db
+def test_imported_boxes_are_stored_as_accepted_truth_pixel_for_pixel(sample_import, sample_dir):
+    data = json.loads((sample_dir / "annotations" / "lung_boxes.json").read_text())
+    names = {i["id"]: i["file_name"] for i in data["images"]}
+    cats = {c["id"]: c["name"] for c in data["categories"]}
+    checked = 0
+    for ann in data["annotations"]:
+        radiograph = Radiograph.objects.filter(dataset=sample_import["dataset"], source_name=names[ann["image_id"]]).first()
+        if radiograph is None or radiograph.state == State.EXCLUDED:
+            continue
+        truth = radiograph.lung_annotations.filter(status="accepted", source="imported").first()
+        x, y, w, h = ann["bbox"]
+        box = truth.right_box if cats[ann["category_id"]] == "Right Lung" else truth.left_box
+        # Boxes reaching past the image edge (seen in public sets) are clipped to it.
+        W, H = radiograph.width, radiograph.height
+        assert box == [min(round(x), W), min(round(y), H), min(round(x + w), W), min(round(y + h), H)]
+        checked += 1
+    assert checked > 0
+
+
+@pytest.mark.django_db
+def test_polygon_lungs_name_sides_by_patient(sample_import):
+    polygon_lungs = LungAnnotation.objects.filter(radiograph__dataset=sample_import["dataset"], source="imported", mask_png__isnull=False)
+    assert polygon_lungs.exists()
+    for lungs in polygon_lungs:
+        if lungs.right_box and lungs.left_box:
+            # The patient's right lung is on the image's left.
+            assert (lungs.right_box[0] + lungs.right_box[2]) < (lungs.left_box[0] + lungs.left_box[2])
+
+
+@pytest.mark.django_db
+def test_findings_masks_are_mapped_and_kept(sample_import, sample_dir):
+    rows = list(csv.DictReader((sample_dir / "annotations" / "findings.csv").open()))
+    ggo = [r for r in rows if r["label"] == "ground_glass_opacity"]
+    if ggo:
+        region = FindingRegion.objects.filter(radiograph__source_name=ggo[0]["file"], source_label="ground_glass_opacity").first()
+        assert region.label == "interstitial_shadow" and region.subtype == "ground_glass"
+        assert region.status == "accepted" and region.source == "imported"
+    unknown = FindingRegion.objects.filter(radiograph__dataset=sample_import["dataset"], label="unknown")
+    if any(r["label"] == "cardiomediastinum" for r in rows):
+        assert unknown.filter(source_label="cardiomediastinum", flagged=True).exists()
+
+
+@pytest.mark.django_db
+def test_reimporting_the_same_folder_adds_nothing(sample_import, sample_dir):
+    dataset = sample_import["dataset"]
+    before = (Radiograph.objects.count(), LungAnnotation.objects.count(), FindingRegion.objects.count())
+    sources, metadata = folder_sources(sample_dir)
+    report = radiographs_import(dataset=dataset, sources=sources[:25], metadata=metadata)
+    assert report.imported == 0 and report.excluded == [] and report.duplicates == 25
+    call_command(
+        "import_annotations",
+        dataset=dataset.name,
+        lung_boxes=sample_dir / "annotations" / "lung_boxes.json",
+        lung_polygons=sample_dir / "annotations" / "lung_polygons.json",
+        findings=sample_dir / "annotations" / "findings.csv",
+        stdout=io.StringIO(),
+    )
+    assert (Radiograph.objects.count(), LungAnnotation.objects.count(), FindingRegion.objects.count()) == before
+
+
+@pytest.mark.django_db
+def test_metadata_labels_are_mapped(sample_import, sample_dir):
+    rows = {r["file"]: r for r in csv.DictReader((sample_dir / "metadata.csv").open(encoding="utf-8"))}
+    seen = set()
+    for radiograph in Radiograph.objects.filter(dataset=sample_import["dataset"], kind__in=["png", "jpeg"]):
+        finding = rows[radiograph.source_name]["finding"].strip()
+        if finding == "COVID-19":
+            assert (radiograph.covid, radiograph.healthy) == ("positive", "negative")
+            seen.add("covid")
+        elif finding.lower() == "no finding":
+            assert (radiograph.healthy, radiograph.covid) == ("positive", "negative")
+            seen.add("healthy")
+        elif finding in ("", "todo"):
+            assert (radiograph.healthy, radiograph.covid, radiograph.other_disease) == ("unknown",) * 3
+            assert radiograph.covid_source == "none"
+            seen.add("unknown")
+        else:
+            assert (radiograph.healthy, radiograph.covid, radiograph.other_disease) == ("negative", "negative", "positive")
+            assert radiograph.other_disease_source == "metadata"
+            seen.add("other")
+    assert seen
+
+
+def _png(width=64, height=48) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray((np.arange(width * height) % 251).astype(np.uint8).reshape(height, width)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _source(name: str, data: bytes) -> SourceFile:
+    return SourceFile(name=name, size=len(data), read=lambda limit: data[:limit])
+
+
+@pytest.mark.django_db
+def test_bad_files_get_clear_errors_and_the_rest_imports(sample_dir, settings):
+    settings.MAX_UPLOAD_BYTES = 3_000_000
+    good = sorted((sample_dir / "images").glob("*.jpg"))[0].read_bytes()
+    real_png = _png()
+    bomb = io.BytesIO()
+    Image.new("1", (12000, 12000)).save(bomb, "PNG")
+    settings.MAX_IMAGE_PIXELS = 50_000_000
+    sources = [
+        _source("good.jpg", good),
+        _source("corrupt.png", real_png[:40] + b"\x00garbage" * 50),
+        _source("truncated.jpg", good[: len(good) // 3]),
+        _source("empty.png", b""),
+        _source("notes.png", b"this is a text file, not an image\n" * 10),
+        _source("huge.png", b"\x89PNG" + b"\x00" * 3_100_000),
+        _source("bomb.png", bomb.getvalue()),
+        _source("other.png", real_png),
+    ]
+    dataset = dataset_get_or_create(name="bad-input")
+    report = radiographs_import(dataset=dataset, sources=sources, metadata={})
+    errors = {e["file"]: e for e in report.errors}
+    assert set(errors) == {"corrupt.png", "truncated.jpg", "empty.png", "notes.png", "huge.png", "bomb.png"}
+    assert errors["huge.png"]["code"] == "file_too_large"
+    assert all(e["code"] in {"invalid_image", "file_too_large"} and e["error"] for e in report.errors)
+    assert report.imported == 2
+    assert set(Radiograph.objects.filter(dataset=dataset).values_list("source_name", flat=True)) == {"good.jpg", "other.png"}
+
+
+@pytest.mark.django_db
+def test_import_command_writes_report_json(tmp_path, sample_dir):
+    folder = tmp_path / "mini"
+    (folder / "images").mkdir(parents=True)
+    for path in sorted((sample_dir / "images").iterdir())[:3]:
+        (folder / "images" / path.name).write_bytes(path.read_bytes())
+    (folder / "images" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    report_path = tmp_path / "report.json"
+    out = io.StringIO()
+    call_command("import_radiographs", str(folder), dataset="mini", report=str(report_path), no_progress=True, stdout=out)
+    report = json.loads(report_path.read_text())
+    assert {"imported", "duplicates", "excluded", "errors"} <= set(report)
+    assert report["imported"] + len(report["excluded"]) == 3
+    assert [e["file"] for e in report["errors"]] == ["broken.jpg"]
+    assert "1 errors" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_upload_endpoint_accepts_files_and_zip(client_for, admin_user, annotator, sample_dir):
+    images = sorted((sample_dir / "images").iterdir())[:4]
+    client = client_for(admin_user)
+    files = [io.BytesIO(p.read_bytes()) for p in images[:2]]
+    for f, p in zip(files, images[:2]):
+        f.name = p.name
+    response = client.post("/api/imports/", {"dataset": "uploads", "files": files}, format="multipart")
+    assert response.status_code == 201, response.content
+    assert response.json()["imported"] + len(response.json()["excluded"]) == 2
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in images[2:]:
+            zf.writestr(f"images/{p.name}", p.read_bytes())
+        zf.writestr("images/bad.png", b"nope")
+        zf.writestr("metadata.csv", "file,view,finding\n" + "".join(f"{p.name},PA,COVID-19\n" for p in images[2:]))
+    archive.seek(0)
+    archive.name = "batch.zip"
+    response = client.post("/api/imports/", {"dataset": "uploads", "archive": archive}, format="multipart")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["imported"] == 2 and [e["file"] for e in body["errors"]] == ["bad.png"]
+    assert set(Radiograph.objects.filter(dataset__name="uploads", source_name__in=[p.name for p in images[2:]]).values_list("covid", flat=True)) == {"positive"}
+
+    # Annotators cannot import.
+    f = io.BytesIO(images[0].read_bytes())
+    f.name = "x.jpg"
+    assert client_for(annotator).post("/api/imports/", {"dataset": "uploads", "files": [f]}, format="multipart").status_code == 403
+
+
+@pytest.mark.django_db
+def test_upload_rejects_a_zip_bomb(client_for, admin_user, settings):
+    settings.MAX_ZIP_BYTES = 1_000_000
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("images/zeros.png", b"\x00" * 5_000_000)
+    archive.seek(0)
+    archive.name = "bomb.zip"
+    response = client_for(admin_user).post("/api/imports/", {"dataset": "z", "archive": archive}, format="multipart")
+    assert response.status_code == 413
+    assert response.json()["code"] == "file_too_large"
