@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from .errors import NotAllowed, NotFound
-from .models import Dataset, FindingRegion, Radiograph, ReviewEvent
+from .models import Dataset, ExportSnapshot, FindingRegion, Radiograph, ReviewEvent
 from .permissions import can
 
 # Filters a client may ask for: name -> ORM lookup. Nothing else reaches the ORM.
@@ -81,3 +81,17 @@ def prediction_current(radiograph: Radiograph):
 
     preds = Prediction.objects.filter(radiograph=radiograph).select_related("model_version")
     return preds.filter(model_version__is_active=True).first() or preds.first()
+
+
+def export_list(*, user) -> QuerySet[ExportSnapshot]:
+    """Export snapshots, newest first (admins only)."""
+    _require(user, "export")
+    return ExportSnapshot.objects.select_related("created_by").prefetch_related("datasets").order_by("-created_at", "-id")
+
+
+def export_get(*, user, export_id: int) -> ExportSnapshot:
+    _require(user, "export")
+    try:
+        return ExportSnapshot.objects.select_related("created_by").prefetch_related("datasets").get(pk=export_id)
+    except (ExportSnapshot.DoesNotExist, ValueError, TypeError):
+        raise NotFound("No such export.") from None

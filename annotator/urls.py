@@ -1,11 +1,14 @@
 """API routes of the annotator app (mounted under /api/)."""
 from django.urls import path
 
-from .apis import imports, media, radiographs, regions
+from .apis import exports, imports, media, radiographs, regions
 
 urlpatterns = [
     path("datasets/", radiographs.DatasetListApi.as_view(), name="api-datasets"),
     path("imports/", imports.ImportApi.as_view(), name="api-imports"),
+    path("exports/", exports.ExportListApi.as_view(), name="api-exports"),
+    path("exports/<int:export_id>/", exports.ExportDetailApi.as_view(), name="api-export"),
+    path("exports/<int:export_id>/download/", exports.ExportDownloadApi.as_view(), name="api-export-download"),
     path("radiographs/", radiographs.RadiographListApi.as_view(), name="api-radiographs"),
     path("radiographs/<int:radiograph_id>/", radiographs.RadiographDetailApi.as_view(), name="api-radiograph"),
     path("radiographs/<int:radiograph_id>/annotation/", radiographs.AnnotationApi.as_view(), name="api-annotation"),
