@@ -63,6 +63,10 @@ class FindingLabel(models.TextChoices):
     UNKNOWN = "unknown", "Unknown (flagged)"
 
 
+# The labels a person may give a region (an unknown label is only ever imported, and flagged).
+FINDING_INPUT_CHOICES = [c for c in FindingLabel.choices if c[0] != FindingLabel.UNKNOWN]
+
+
 class InterstitialSubtype(models.TextChoices):
     RETICULAR = "reticular"
     NODULAR = "nodular"

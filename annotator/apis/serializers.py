@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from ..constants import ExclusionReason, FindingLabel, InterstitialSubtype, Tri, View
+from ..constants import FINDING_INPUT_CHOICES, ExclusionReason, InterstitialSubtype, RegionStatus, Tri, View
 from ..models import Dataset, FindingRegion, Radiograph, ReviewEvent
 
 
 class DatasetSerializer(serializers.ModelSerializer):
-    radiographs = serializers.IntegerField(read_only=True, source="radiograph_count", default=None)
+    # The count of radiographs (the list view annotates it); no default: DRF refuses one on a name
+    # that is also a to-many relation of the model.
+    radiographs = serializers.IntegerField(read_only=True, source="radiograph_count")
 
     class Meta:
         model = Dataset
@@ -77,7 +79,7 @@ class RegionSerializer(serializers.ModelSerializer):
 
 
 class RegionAddSerializer(serializers.Serializer):
-    label = serializers.ChoiceField(choices=[c for c in FindingLabel.choices if c[0] != "unknown"])
+    label = serializers.ChoiceField(choices=FINDING_INPUT_CHOICES)
     subtype = serializers.ChoiceField(choices=InterstitialSubtype.choices, required=False, allow_blank=True)
     description = serializers.CharField(required=False, allow_blank=True, max_length=4000)
     bbox = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4)
@@ -86,12 +88,12 @@ class RegionAddSerializer(serializers.Serializer):
 
 class RegionEditSerializer(serializers.Serializer):
     version = serializers.IntegerField(required=False)
-    label = serializers.ChoiceField(choices=[c for c in FindingLabel.choices if c[0] != "unknown"], required=False)
+    label = serializers.ChoiceField(choices=FINDING_INPUT_CHOICES, required=False)
     subtype = serializers.ChoiceField(choices=InterstitialSubtype.choices, required=False, allow_blank=True)
     description = serializers.CharField(required=False, allow_blank=True, max_length=4000)
     bbox = serializers.ListField(child=serializers.FloatField(), min_length=4, max_length=4, required=False)
     mask = serializers.CharField(required=False, max_length=50_000_000)
-    status = serializers.ChoiceField(choices=["accepted", "rejected", "suggested"], required=False, default="accepted")
+    status = serializers.ChoiceField(choices=RegionStatus.choices, required=False, default=RegionStatus.ACCEPTED)
 
 
 class RegionDecisionSerializer(serializers.Serializer):

@@ -181,6 +181,13 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # One schema name per choice set shared by several fields.
+    "ENUM_NAME_OVERRIDES": {
+        "TriStateEnum": "annotator.constants.Tri",
+        "ExclusionReasonEnum": "annotator.constants.ExclusionReason",
+        "FindingLabelEnum": "annotator.constants.FindingLabel",
+        "FindingLabelInputEnum": "annotator.constants.FINDING_INPUT_CHOICES",
+    },
 }
 
 # --- Celery -----------------------------------------------------------------------------------
