@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from .permissions import user_roles
 
+ROLE_ORDER = ("admin", "radiologist", "annotator")
+
 
 def roles(request) -> dict:
-    return {"user_roles": user_roles(request.user) if hasattr(request, "user") else set()}
+    found = user_roles(request.user) if hasattr(request, "user") else set()
+    return {"user_roles": found, "user_role_list": [r for r in ROLE_ORDER if r in found]}

@@ -1,0 +1,44 @@
+/** Upload radiographs (files or a zip) to /api/imports/ and show the import's report. */
+
+import { api } from "../core/api.js";
+import { $, el, humanize } from "../core/dom.js";
+
+const form = $("#import-form");
+const status = $("#import-status");
+const report = $("#import-report");
+
+function renderReport(data) {
+  const rows = [
+    ["Dataset", data.dataset],
+    ["Imported", data.imported],
+    ["Duplicates (already there)", data.duplicates],
+    ["Excluded (not frontal)", data.excluded.length],
+    ["Errors", data.errors.length],
+  ];
+  const parts = [
+    el("dl", { class: "kv" }, rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-testid": `report-${k.split(" ")[0].toLowerCase()}` }, String(v))])),
+    data.excluded.length ? el("div", { class: "mt-s" }, el("h3", {}, "Excluded"), el("ul", { class: "small" }, data.excluded.map((e) => el("li", {}, `${e.file}: ${humanize(e.reason)}`)))) : null,
+    data.errors.length ? el("div", { class: "mt-s" }, el("h3", {}, "Errors"), el("ul", { class: "small" }, data.errors.map((e) => el("li", {}, el("strong", {}, e.file), `: ${e.error}`)))) : null,
+    data.radiograph_ids.length ? el("p", { class: "small mt-s" }, el("a", { href: `/radiographs/?dataset=${encodeURIComponent(data.dataset)}` }, "See the imported radiographs →")) : null,
+  ];
+  report.replaceChildren(...parts.filter(Boolean)); // replaceChildren would write "null" for a null
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const files = $("#import-files").files;
+  const body = new FormData();
+  body.append("dataset", form.elements.dataset.value.trim());
+  for (const file of files) body.append(file.name.toLowerCase().endsWith(".zip") && files.length === 1 ? "archive" : "files", file);
+  $("#import-submit").disabled = true;
+  status.textContent = `Uploading and importing ${files.length} file(s)…`;
+  try {
+    renderReport(await api("POST", "/api/imports/", body));
+    status.textContent = "Done.";
+  } catch (err) {
+    status.textContent = "";
+    report.replaceChildren(el("div", { class: "banner error", role: "alert" }, el("strong", {}, "The import failed"), err.detail));
+  } finally {
+    $("#import-submit").disabled = false;
+  }
+});
