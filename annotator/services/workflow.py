@@ -157,7 +157,8 @@ def annotation_save(
             version=radiograph.version,
             right_box=boxes["right"],
             left_box=boxes["left"],
-            status=LungStatus.SUBMITTED if submit else LungStatus.DRAFT,
+            # An edit after submitting (before review starts) stays submitted.
+            status=LungStatus.SUBMITTED if submit or current["state"] == State.LUNGS_DONE else LungStatus.DRAFT,
             source=AnnotationSource.RADIOLOGIST if _role_source(user) == Provenance.RADIOLOGIST else AnnotationSource.ANNOTATOR,
             author=user,
         )

@@ -98,27 +98,30 @@ def test_save_uses_few_queries(client_for, annotator):
 
 @pytest.mark.django_db
 def test_queue_leases_are_exclusive_and_expire(client_for, make_user, settings):
-    first, second = RadiographFactory(), RadiographFactory()
+    first = RadiographFactory()
+    second = RadiographFactory(dataset=first.dataset)
+    queue = {"dataset": first.dataset.name}
     a, b, c = (make_user("annotator", username=f"q{i}") for i in range(3))
-    got_a = client_for(a).post("/api/queue/annotate/next/", {}, format="json").json()["id"]
-    got_b = client_for(b).post("/api/queue/annotate/next/", {}, format="json").json()["id"]
+    got_a = client_for(a).post("/api/queue/annotate/next/", queue, format="json").json()["id"]
+    got_b = client_for(b).post("/api/queue/annotate/next/", queue, format="json").json()["id"]
     assert {got_a, got_b} == {first.id, second.id}
     # Asking again resumes the same lease.
-    assert client_for(a).post("/api/queue/annotate/next/", {}, format="json").json()["id"] == got_a
-    assert client_for(c).post("/api/queue/annotate/next/", {}, format="json").status_code == 204
+    assert client_for(a).post("/api/queue/annotate/next/", queue, format="json").json()["id"] == got_a
+    assert client_for(c).post("/api/queue/annotate/next/", queue, format="json").status_code == 204
     # An abandoned lease expires.
     Radiograph.objects.filter(pk=got_a).update(lease_expires_at="2000-01-01T00:00:00Z")
-    assert client_for(c).post("/api/queue/annotate/next/", {}, format="json").json()["id"] == got_a
+    assert client_for(c).post("/api/queue/annotate/next/", queue, format="json").json()["id"] == got_a
 
 
 @pytest.mark.django_db
 def test_skip_needs_a_reason_and_is_not_handed_back(client_for, annotator):
     radiograph = RadiographFactory()
     client = client_for(annotator)
-    assert client.post("/api/queue/annotate/next/", {}, format="json").json()["id"] == radiograph.id
+    queue = {"dataset": radiograph.dataset.name}
+    assert client.post("/api/queue/annotate/next/", queue, format="json").json()["id"] == radiograph.id
     assert client.post(f"/api/radiographs/{radiograph.id}/skip/", {"reason": ""}, format="json").status_code == 400
     assert client.post(f"/api/radiographs/{radiograph.id}/skip/", {"reason": "too blurry to tell"}, format="json").status_code == 204
-    assert client.post("/api/queue/annotate/next/", {}, format="json").status_code == 204
+    assert client.post("/api/queue/annotate/next/", queue, format="json").status_code == 204
 
 
 @pytest.mark.django_db
@@ -145,7 +148,7 @@ def test_radiologist_review_accept_edit_reject_add_then_accept(client_for, annot
     radiograph = _submitted(client_for, annotator)
     keep, edit, drop = (region_for(radiograph, bbox=b) for b in ([10, 10, 40, 40], [50, 50, 90, 90], [100, 20, 140, 60]))
     client = client_for(radiologist)
-    lease = client.post("/api/queue/review/next/", {}, format="json").json()
+    lease = client.post("/api/queue/review/next/", {"dataset": radiograph.dataset.name}, format="json").json()
     assert lease["id"] == radiograph.id and lease["state"] == "in_review"
     assert client.post(f"/api/regions/{keep.id}/accept/", {"version": 1}, format="json").status_code == 200
     edited = client.patch(
@@ -198,7 +201,7 @@ def test_return_to_annotator_with_comment(client_for, annotator, radiologist):
     assert response.status_code == 200
     radiograph.refresh_from_db()
     assert radiograph.state == "returned" and radiograph.return_comment == "left box misses the base"
-    assert client_for(annotator).post("/api/queue/annotate/next/", {}, format="json").json()["id"] == radiograph.id
+    assert client_for(annotator).post("/api/queue/annotate/next/", {"dataset": radiograph.dataset.name}, format="json").json()["id"] == radiograph.id
 
 
 @pytest.mark.django_db
