@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.db import DataError, InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -19,9 +20,31 @@ logger = logging.getLogger(__name__)
 
 def exception_handler(exc, context):
     """Domain errors → their HTTP status with ``{"code", "detail", ...}``; the rest as DRF does,
-    with a stable ``code`` added; anything unexpected is logged and answered 500 without internals."""
+    with a stable ``code`` added; the database being unreachable (restarting, failing over) → 503
+    ``unavailable`` with ``Retry-After``, so a client knows to retry the same save; anything
+    unexpected is logged and answered 500 without internals."""
     if isinstance(exc, DomainError):
         return Response(exc.as_dict(), status=exc.http_status)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # The transaction was rolled back with the lost connection (or, if the connection died during
+        # COMMIT, possibly stored): a retry with the same version either saves or gets 409 showing it.
+        logger.warning("database unavailable in %s: %s", context.get("view"), exc)
+        return Response(
+            {"code": "unavailable", "detail": "The database is briefly unavailable. Try again in a moment."},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "2"},
+        )
+    if isinstance(exc, DataError):
+        # PostgreSQL refused a value (a NUL character, a number out of range) that came from the client.
+        logger.warning("invalid data in %s: %s", context.get("view"), exc)
+        return Response({"code": "invalid_input", "detail": "A value in the request cannot be stored or searched for."}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, RequestDataTooBig):
+        return Response({"code": "too_large", "detail": "The request body is larger than the server accepts."}, status=413)
+    if isinstance(exc, SuspiciousOperation):
+        return Response({"code": "invalid_input", "detail": "The request is not valid."}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, RecursionError):
+        # Only the JSON parser recurses on client input: a body nested thousands of levels deep.
+        return Response({"code": "invalid_input", "detail": "The request body is nested too deeply."}, status=status.HTTP_400_BAD_REQUEST)
     response = drf_exception_handler(exc, context)
     if response is not None:
         code = {

@@ -48,10 +48,11 @@ class ExportCreateSerializer(s.Serializer):
 
 class ExportListApi(APIView):
     required_action = "export"
+    pagination_class = LimitOffsetPagination  # used below, and documented by the schema
 
     @extend_schema(responses=ExportSerializer(many=True))
     def get(self, request):
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.export_list(user=request.user), request, view=self)
         return paginator.get_paginated_response(ExportSerializer(page, many=True).data)
 

@@ -1,7 +1,8 @@
 """Radiograph pixels, served only after a permission check.
 
 In production (``MEDIA_INTERNAL_REDIRECT`` set) the web server sends the file through an internal
-redirect (X-Accel-Redirect); otherwise Django streams it.
+redirect (X-Accel-Redirect, with no body from Django); otherwise Django streams it. Originals are
+downloads: POST, admins only, recorded in the audit log.
 """
 from __future__ import annotations
 
@@ -11,14 +12,16 @@ import numpy as np
 from django.conf import settings
 from django.http import FileResponse, HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from PIL import Image
 from rest_framework.views import APIView
 
 from .. import selectors
 from ..errors import InvalidInput, NotFound
+from ..services.events import audit_record
 
-KINDS = {"preview", "display", "pixels", "original"}
+# Images anyone who may view a radiograph may see (GET); the original is a download (POST, admins).
+VIEW_KINDS = {"preview", "display", "pixels"}
 
 
 def file_response(field, *, content_type: str, download_name: str | None = None):
@@ -39,32 +42,26 @@ def file_response(field, *, content_type: str, download_name: str | None = None)
 
 
 class RadiographImageApi(APIView):
-    """``preview`` (compressed, for the viewer), ``display`` (8-bit PNG), ``pixels`` (full bit depth as
-    little-endian uint16 with ``X-Width``/``X-Height`` headers, for window/level), ``original`` (admins)."""
+    """GET ``preview`` (compressed, for the viewer), ``display`` (8-bit PNG), ``pixels`` (full bit depth
+    as little-endian uint16 with ``X-Width``/``X-Height`` headers, for window/level); POST ``original``
+    downloads the stored (de-identified) original: admins only, audited, never a plain link."""
 
-    required_action = "view"
+    required_actions = {"GET": "view", "POST": "export"}
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    @extend_schema(
+        parameters=[OpenApiParameter("kind", str, OpenApiParameter.PATH, enum=sorted(VIEW_KINDS))],
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+    )
     def get(self, request, radiograph_id: int, kind: str):
-        if kind not in KINDS:
-            raise InvalidInput(f"kind must be one of {', '.join(sorted(KINDS))}.")
+        if kind == "original":
+            raise InvalidInput("Originals are downloaded with POST (admins only).")
+        if kind not in VIEW_KINDS:
+            raise InvalidInput(f"kind must be one of {', '.join(sorted(VIEW_KINDS))}.")
         radiograph = selectors.radiograph_get(user=request.user, radiograph_id=radiograph_id)
         if kind == "preview":
             return file_response(radiograph.preview, content_type=radiograph.preview_mime)
         if kind == "display":
             return file_response(radiograph.display, content_type="image/png")
-        if kind == "original":
-            from ..permissions import can
-            from ..errors import NotAllowed
-
-            if not can(request.user, "export"):
-                raise NotAllowed("Only admins download originals.")
-            is_dicom = radiograph.kind == "dicom"
-            return file_response(
-                radiograph.original,
-                content_type="application/dicom" if is_dicom else "image/png",
-                download_name=f"radiograph-{radiograph.id}.{'dcm' if is_dicom else 'png'}",
-            )
         if not radiograph.pixels:
             raise NotFound("This radiograph has 8-bit pixels only: use the display image.")
         with radiograph.pixels.open("rb") as fh:
@@ -73,4 +70,23 @@ class RadiographImageApi(APIView):
         response["X-Width"], response["X-Height"] = str(array.shape[1]), str(array.shape[0])
         response["X-Bit-Depth"] = str(radiograph.bit_depth)
         response["Cache-Control"] = "private, max-age=3600"
+        return response
+
+    @extend_schema(
+        parameters=[OpenApiParameter("kind", str, OpenApiParameter.PATH, enum=["original"])],
+        request=None,
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+    )
+    def post(self, request, radiograph_id: int, kind: str):
+        if kind != "original":
+            raise InvalidInput("Only the original is downloaded with POST; view images with GET.")
+        radiograph = selectors.radiograph_get(user=request.user, radiograph_id=radiograph_id)
+        is_dicom = radiograph.kind == "dicom"
+        response = file_response(
+            radiograph.original,
+            content_type="application/dicom" if is_dicom else "image/png",
+            download_name=f"radiograph-{radiograph.id}.{'dcm' if is_dicom else 'png'}",
+        )
+        audit_record(actor=request.user, action="download_original", target=str(radiograph.id))
+        response["Cache-Control"] = "private, no-store"
         return response

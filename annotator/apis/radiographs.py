@@ -14,20 +14,43 @@ from ..services import workflow
 from ..services.regions import region_state
 from . import serializers as ser
 
+# What a save, an exclusion, a return or an acceptance answers (``workflow.annotation_state``),
+# and what a 409 carries as ``current``.
+_STATE_FIELDS = {
+    "id": s.IntegerField(),
+    "version": s.IntegerField(),
+    "state": s.CharField(),
+    "view": s.CharField(),
+    "labels": s.DictField(),
+    "label_sources": s.DictField(),
+    "lungs": s.DictField(),
+    "excluded_reason": s.CharField(allow_blank=True),
+    "return_comment": s.CharField(allow_blank=True),
+}
+StateSchema = inline_serializer("AnnotationState", _STATE_FIELDS)
+# What the workspace opens a radiograph with (``radiograph_payload``).
 DetailSchema = inline_serializer(
     "RadiographDetail",
     {
-        "id": s.IntegerField(),
-        "version": s.IntegerField(),
-        "state": s.CharField(),
-        "view": s.CharField(),
-        "labels": s.DictField(),
-        "lungs": s.DictField(),
-        "regions": s.ListField(child=s.DictField()),
-        "prediction": s.DictField(allow_null=True),
+        **_STATE_FIELDS,
+        "dataset": s.CharField(),
+        "source_name": s.CharField(),
+        "kind": s.CharField(),
+        "width": s.IntegerField(),
+        "height": s.IntegerField(),
+        "bit_depth": s.IntegerField(),
+        "window": s.DictField(),
+        "modality": s.CharField(allow_blank=True),
+        "uncertainty": s.FloatField(allow_null=True),
+        "preannotation_status": s.CharField(),
+        "findings_complete": s.BooleanField(),
+        "leased_to": s.CharField(allow_null=True),
         "image": s.DictField(),
+        "prediction": s.DictField(allow_null=True),
+        "regions": s.ListField(child=s.DictField()),
     },
 )
+LeaseSchema = inline_serializer("Lease", {"id": s.IntegerField(), "version": s.IntegerField(), "state": s.CharField()})
 
 
 def radiograph_payload(radiograph, *, with_regions: bool = True) -> dict:
@@ -84,18 +107,16 @@ class DatasetListApi(APIView):
 
 class RadiographListApi(APIView):
     required_action = "view"
+    pagination_class = LimitOffsetPagination  # used below, and documented by the schema
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter(name, str, required=False) for name in (*selectors.RADIOGRAPH_FILTERS, "ordering")
-        ]
-        + [OpenApiParameter("limit", int, required=False), OpenApiParameter("offset", int, required=False)],
+        parameters=[OpenApiParameter(name, str, required=False) for name in (*selectors.RADIOGRAPH_FILTERS, "ordering")],
         responses=ser.RadiographListSerializer(many=True),
     )
     def get(self, request):
         filters = {k: request.query_params.get(k) for k in selectors.RADIOGRAPH_FILTERS if k in request.query_params}
         qs = selectors.radiograph_list(user=request.user, filters=filters, ordering=request.query_params.get("ordering", "id"))
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(ser.RadiographListSerializer(page, many=True).data)
 
@@ -114,7 +135,7 @@ class AnnotationApi(APIView):
 
     required_action = "annotate"
 
-    @extend_schema(request=ser.AnnotationInputSerializer, responses=DetailSchema)
+    @extend_schema(request=ser.AnnotationInputSerializer, responses=StateSchema)
     def put(self, request, radiograph_id: int):
         body = ser.AnnotationInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -135,11 +156,11 @@ class AnnotationApi(APIView):
 class ExcludeApi(APIView):
     required_action = "annotate"
 
-    @extend_schema(request=ser.ExcludeInputSerializer, responses=DetailSchema)
+    @extend_schema(request=ser.ExcludeInputSerializer, responses=StateSchema)
     def post(self, request, radiograph_id: int):
         body = ser.ExcludeInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        radiograph = workflow.radiograph_exclude(radiograph_id=radiograph_id, user=request.user, **_kw(body.validated_data))
+        radiograph = workflow.radiograph_exclude(radiograph_id=radiograph_id, user=request.user, **_with_version(body.validated_data))
         return Response(workflow.annotation_state(radiograph))
 
 
@@ -157,22 +178,22 @@ class SkipApi(APIView):
 class ReturnApi(APIView):
     required_action = "review"
 
-    @extend_schema(request=ser.ReturnInputSerializer, responses=DetailSchema)
+    @extend_schema(request=ser.ReturnInputSerializer, responses=StateSchema)
     def post(self, request, radiograph_id: int):
         body = ser.ReturnInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        radiograph = workflow.radiograph_return(radiograph_id=radiograph_id, user=request.user, **_kw(body.validated_data))
+        radiograph = workflow.radiograph_return(radiograph_id=radiograph_id, user=request.user, **_with_version(body.validated_data))
         return Response(workflow.annotation_state(radiograph))
 
 
 class AcceptApi(APIView):
     required_action = "review"
 
-    @extend_schema(request=ser.AcceptInputSerializer, responses=DetailSchema)
+    @extend_schema(request=ser.AcceptInputSerializer, responses=StateSchema)
     def post(self, request, radiograph_id: int):
         body = ser.AcceptInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        radiograph = workflow.radiograph_accept(radiograph_id=radiograph_id, user=request.user, **_kw(body.validated_data))
+        radiograph = workflow.radiograph_accept(radiograph_id=radiograph_id, user=request.user, **_with_version(body.validated_data))
         return Response(workflow.annotation_state(radiograph))
 
 
@@ -181,7 +202,11 @@ class QueueNextApi(APIView):
 
     required_actions = {"POST": "annotate"}
 
-    @extend_schema(request=ser.QueueInputSerializer, responses={200: DetailSchema, 204: None})
+    @extend_schema(
+        parameters=[OpenApiParameter("queue", str, OpenApiParameter.PATH, enum=["annotate", "review"])],
+        request=ser.QueueInputSerializer,
+        responses={200: LeaseSchema, 204: None},
+    )
     def post(self, request, queue: str):
         body = ser.QueueInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -202,5 +227,7 @@ class EventListApi(APIView):
         return Response(ser.EventSerializer(selectors.radiograph_events(user=request.user, radiograph=radiograph), many=True).data)
 
 
-def _kw(data: dict) -> dict:
-    return {k: v for k, v in data.items()}
+def _with_version(data: dict) -> dict:
+    """The validated body as service arguments; ``version`` always present, so that a missing one
+    reaches the service (and becomes 428) instead of failing the call."""
+    return {"version": None, **data}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -42,14 +42,18 @@ class RegionApi(APIView):
         body = ser.RegionEditSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         region = selectors.region_get(user=request.user, region_id=region_id)
-        region = region_services.region_edit(region=region, user=request.user, **body.validated_data)
+        region = region_services.region_edit(region=region, user=request.user, **{"version": None, **body.validated_data})
         return Response(ser.RegionSerializer(region).data)
 
 
 class RegionDecisionApi(APIView):
     required_action = "review"
 
-    @extend_schema(request=ser.RegionDecisionSerializer, responses=ser.RegionSerializer)
+    @extend_schema(
+        parameters=[OpenApiParameter("decision", str, OpenApiParameter.PATH, enum=["accept", "reject"])],
+        request=ser.RegionDecisionSerializer,
+        responses=ser.RegionSerializer,
+    )
     def post(self, request, region_id: int, decision: str):
         body = ser.RegionDecisionSerializer(data=request.data)
         body.is_valid(raise_exception=True)

@@ -25,6 +25,25 @@ from .events import event_record
 logger = logging.getLogger(__name__)
 
 MAX_ANNOTATION_FILE_BYTES = 256 * 1024 * 1024
+# What a malformed annotation raises on its way through the geometry (a bbox of three strings, a
+# polygon of dicts, a coordinate of 1e300): reported for its image, never fatal to the import.
+MALFORMED = (TypeError, ValueError, OverflowError, KeyError, IndexError)
+
+
+def _key(value):
+    """A COCO id usable as a dict key (an int or a string), else None."""
+    return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+
+
+def _malformed(exc: Exception) -> str:
+    return exc.message if isinstance(exc, DomainError) else f"malformed annotation ({type(exc).__name__})"
+
+
+def _categories(data: dict) -> dict:
+    categories = data.get("categories")
+    if not isinstance(categories, list):
+        return {}
+    return {_key(c.get("id")): str(c.get("name", "")).strip().lower() for c in categories if isinstance(c, dict) and _key(c.get("id")) is not None}
 
 
 def _section() -> dict:
@@ -42,6 +61,8 @@ def _load_json(path: Path) -> dict:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"{path.name} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise InvalidInput(f"{path.name} is nested too deeply to be COCO.") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):
         raise InvalidInput(f"{path.name} is not COCO: it needs 'images' and 'annotations' lists.")
     return data
@@ -50,8 +71,8 @@ def _load_json(path: Path) -> dict:
 def _coco_images(data: dict) -> dict:
     images = {}
     for image in data["images"]:
-        if isinstance(image, dict) and "id" in image and isinstance(image.get("file_name"), str):
-            images[image["id"]] = Path(image["file_name"]).name
+        if isinstance(image, dict) and _key(image.get("id")) is not None and isinstance(image.get("file_name"), str):
+            images[image["id"]] = Path(image["file_name"].replace("\x00", "")).name
     return images
 
 
@@ -97,10 +118,10 @@ def lung_boxes_import(*, dataset: Dataset, path: Path, actor=None) -> dict:
     """COCO boxes with categories ``Right Lung`` / ``Left Lung`` (patient sides), two per image."""
     data = _load_json(Path(path))
     images = _coco_images(data)
-    categories = {c.get("id"): str(c.get("name", "")).strip().lower() for c in data.get("categories", []) if isinstance(c, dict)}
+    categories = _categories(data)
     by_image: dict = defaultdict(list)
     for ann in data["annotations"]:
-        if isinstance(ann, dict) and ann.get("image_id") in images:
+        if isinstance(ann, dict) and _key(ann.get("image_id")) in images:
             by_image[ann["image_id"]].append(ann)
     report = _section()
     radiographs = _radiographs_by_name(dataset)
@@ -113,7 +134,7 @@ def lung_boxes_import(*, dataset: Dataset, path: Path, actor=None) -> dict:
         try:
             sides: dict = {"right": None, "left": None}
             for ann in anns:
-                category = categories.get(ann.get("category_id"), "")
+                category = categories.get(_key(ann.get("category_id")), "")
                 side = "right" if "right" in category else "left" if "left" in category else None
                 if side is None or not isinstance(ann.get("bbox"), list):
                     continue
@@ -121,8 +142,8 @@ def lung_boxes_import(*, dataset: Dataset, path: Path, actor=None) -> dict:
             if sides["right"] is None and sides["left"] is None:
                 raise InvalidInput("no Right Lung / Left Lung box")
             changed = _lungs_store(radiograph=radiograph, right=sides["right"], left=sides["left"], mask=None, actor=actor, what="lung_boxes")
-        except DomainError as exc:
-            report["errors"].append({"file": name, "error": exc.message})
+        except (DomainError, *MALFORMED) as exc:
+            report["errors"].append({"file": name, "error": _malformed(exc)})
             continue
         report["images" if changed else "unchanged"] += 1
     return report
@@ -132,12 +153,12 @@ def lung_polygons_import(*, dataset: Dataset, path: Path, actor=None) -> dict:
     """COCO polygons (category ``Lung``; ``Ignore`` regions are skipped): rasterised, boxes derived."""
     data = _load_json(Path(path))
     images = _coco_images(data)
-    categories = {c.get("id"): str(c.get("name", "")).strip().lower() for c in data.get("categories", []) if isinstance(c, dict)}
+    categories = _categories(data)
     by_image: dict = defaultdict(list)
     for ann in data["annotations"]:
-        if not isinstance(ann, dict) or ann.get("image_id") not in images:
+        if not isinstance(ann, dict) or _key(ann.get("image_id")) not in images:
             continue
-        if categories.get(ann.get("category_id")) != "lung" or not isinstance(ann.get("segmentation"), list):
+        if categories.get(_key(ann.get("category_id"))) != "lung" or not isinstance(ann.get("segmentation"), list):
             continue
         by_image[ann["image_id"]].append(ann)
     report = _section()
@@ -162,8 +183,8 @@ def lung_polygons_import(*, dataset: Dataset, path: Path, actor=None) -> dict:
             mask = polygons_rasterise(width=radiograph.width, height=radiograph.height, polygons=polygons)
             sides = sides_from_boxes(boxes if len(boxes) <= 2 else _two_sides(boxes, radiograph.width), width=radiograph.width)
             changed = _lungs_store(radiograph=radiograph, right=sides["right"], left=sides["left"], mask=mask, actor=actor, what="lung_polygons")
-        except DomainError as exc:
-            report["errors"].append({"file": name, "error": exc.message})
+        except (DomainError, *MALFORMED) as exc:
+            report["errors"].append({"file": name, "error": _malformed(exc)})
             continue
         report["images" if changed else "unchanged"] += 1
     return report
@@ -240,8 +261,8 @@ def findings_import(*, dataset: Dataset, path: Path, actor=None) -> dict:
             continue
         try:
             changed = _findings_store(radiograph=radiograph, rows=file_rows, base=path.parent, actor=actor, report=report)
-        except DomainError as exc:
-            report["errors"].append({"file": name, "error": exc.message})
+        except (DomainError, *MALFORMED) as exc:
+            report["errors"].append({"file": name, "error": _malformed(exc)})
             continue
         report["images" if changed else "unchanged"] += 1
     return report
@@ -291,7 +312,7 @@ def _findings_store(*, radiograph: Radiograph, rows: list[dict], base: Path, act
     lungs: dict[str, np.ndarray] = {}
     findings = []
     for row in rows:
-        source_label = (row.get("label") or "").strip().lower()
+        source_label = (row.get("label") or "").replace("\x00", "").strip().lower()[:64]
         mask = _read_mask(base, (row.get("mask") or "").strip(), shape, report.setdefault("warnings", []))
         if source_label in SOURCE_LUNG_LABELS:
             side = SOURCE_LUNG_LABELS[source_label] or "both"

@@ -65,6 +65,23 @@ class SourceFile:
     read: Callable[[int], bytes]
 
 
+def db_text(value: object) -> str:
+    """Text as PostgreSQL can store it: no NUL characters (refused in text and JSON columns) and no
+    lone surrogates (what undecodable file names turn into)."""
+    return str(value).replace("\x00", "").encode("utf-8", errors="replace").decode("utf-8")
+
+
+def db_json(value: object) -> object:
+    """A JSON value with every string (keys included) made storable by ``db_text``."""
+    if isinstance(value, str):
+        return db_text(value)
+    if isinstance(value, dict):
+        return {db_text(k): db_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [db_json(v) for v in value]
+    return value
+
+
 def pseudonym_key() -> bytes:
     return settings.PSEUDONYM_KEY.encode()
 
@@ -87,14 +104,17 @@ def dataset_get_or_create(*, name: str) -> Dataset:
 
 def metadata_read(text: str) -> dict[str, dict[str, str]]:
     """Rows of a ``metadata.csv`` keyed by file name; a file without a ``file`` column is an error."""
-    reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames or not METADATA_COLUMNS <= {f.strip() for f in reader.fieldnames}:
-        raise InvalidInput("metadata.csv needs a header row with at least a 'file' column.")
+    reader = csv.DictReader(io.StringIO(db_text(text)))
     rows: dict[str, dict[str, str]] = {}
-    for row in reader:
-        clean = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
-        if clean.get("file"):
-            rows[clean["file"]] = clean
+    try:
+        if not reader.fieldnames or not METADATA_COLUMNS <= {f.strip() for f in reader.fieldnames}:
+            raise InvalidInput("metadata.csv needs a header row with at least a 'file' column.")
+        for row in reader:
+            clean = {(k or "").strip(): (v if isinstance(v, str) else "").strip() for k, v in row.items() if isinstance(k, str)}
+            if clean.get("file"):
+                rows[clean["file"]] = clean
+    except csv.Error as exc:  # a field over the csv module's size limit, a broken quote...
+        raise InvalidInput(f"metadata.csv cannot be read as CSV (line {reader.line_num}): {exc}") from exc
     return rows
 
 
@@ -176,18 +196,19 @@ def radiographs_import(
     report = ImportReport(dataset=dataset.name)
     metadata = metadata or {}
     for source in sources:
+        name = db_text(source.name)
         try:
             outcome = radiograph_import_one(dataset=dataset, source=source, meta=metadata.get(source.name), actor=actor)
         except DomainError as exc:
-            report.errors.append({"file": source.name, "error": exc.message, "code": exc.code})
+            report.errors.append({"file": name, "error": db_text(exc.message), "code": exc.code})
         except Exception as exc:  # an unexpected failure of one file must not stop the import
-            logger.exception("import of %s failed", source.name)
-            report.errors.append({"file": source.name, "error": f"internal error: {type(exc).__name__}", "code": "error"})
+            logger.exception("import of %s failed", name)
+            report.errors.append({"file": name, "error": f"internal error: {type(exc).__name__}", "code": "error"})
         else:
             if outcome is None:
                 report.duplicates += 1
             elif outcome.state == State.EXCLUDED:
-                report.excluded.append({"file": source.name, "reason": outcome.excluded_reason})
+                report.excluded.append({"file": name, "reason": outcome.excluded_reason})
             else:
                 report.imported += 1
                 report.radiograph_ids.append(outcome.id)
@@ -223,6 +244,7 @@ def radiograph_import_one(*, dataset: Dataset, source: SourceFile, meta: dict[st
         data, filename=source.name, max_bytes=max_bytes, max_pixels=settings.MAX_IMAGE_PIXELS, pseudonym_key=pseudonym_key()
     )
     meta = meta or {}
+    name = db_text(source.name)
     source_name = meta.get("source", "")
     view = view_from_text(decoded.view or meta.get("view"), decoded.modality or meta.get("modality"))
     patient_id = meta.get("patient_id", "")
@@ -243,7 +265,7 @@ def radiograph_import_one(*, dataset: Dataset, source: SourceFile, meta: dict[st
             radiograph = Radiograph(
                 dataset=dataset,
                 subject=subject,
-                source_name=source.name[:255],
+                source_name=name[:255],
                 sha256=sha,
                 kind=decoded.kind,
                 width=decoded.width,
@@ -251,7 +273,7 @@ def radiograph_import_one(*, dataset: Dataset, source: SourceFile, meta: dict[st
                 bit_depth=decoded.bit_depth,
                 window_center=decoded.window[0] if decoded.window else None,
                 window_width=decoded.window[1] if decoded.window else None,
-                modality=(decoded.modality or meta.get("modality", ""))[:16],
+                modality=db_text(decoded.modality or meta.get("modality", ""))[:16],
                 view=view,
                 state=State.EXCLUDED if exclusion else State.IMPORTED,
                 excluded_reason=exclusion,
@@ -284,7 +306,7 @@ def radiograph_import_one(*, dataset: Dataset, source: SourceFile, meta: dict[st
                 actor=actor,
                 action="excluded" if exclusion else "imported",
                 to_state=radiograph.state,
-                data={"file": source.name, "reason": exclusion} if exclusion else {"file": source.name},
+                data={"file": name, "reason": exclusion} if exclusion else {"file": name},
             )
     except IntegrityError:
         _remove(stored)
@@ -302,7 +324,7 @@ def _safe_metadata(meta: dict[str, str], dicom_meta: dict) -> dict:
     keep = {k: v for k, v in meta.items() if k in {"source", "view", "modality", "finding", "sex", "age", "license"}}
     if dicom_meta:
         keep["dicom"] = dicom_meta
-    return keep
+    return db_json(keep)
 
 
 def _remove(names: list[str]) -> None:

@@ -232,16 +232,19 @@ def queue_next(*, user, queue: str, dataset: str | None = None, order: str = "ol
         skipped = ReviewEvent.objects.filter(actor=user, action="skipped").values("radiograph_id")
         candidates = base.filter(Q(leased_to__isnull=True) | Q(lease_expires_at__lte=now)).exclude(pk__in=skipped)
         if queue == "review" and order == "uncertainty":
-            ordering = (F("uncertainty").desc(nulls_last=True), "id")
+            groups = [candidates.order_by(F("uncertainty").desc(nulls_last=True), "id")]
         elif queue == "annotate":
-            # Returned work first, then pre-annotated, then the rest; oldest first within each.
-            ordering = ("-state", "id")
+            # Returned work first, then pre-annotated, then the rest; oldest first within each. One
+            # query per state, in that order: each walks the primary key and stops at the first free
+            # row, where ordering by state and id together sorted every open radiograph each time.
+            groups = [candidates.filter(state=state).order_by("id") for state in ANNOTATE_QUEUE]
         else:
-            ordering = ("id",)
-        picked = candidates.order_by(*ordering).select_for_update(skip_locked=True, of=("self",)).first()
-        if picked is None:
-            return None
-        return _lease(picked, user=user, now=now, queue=queue)
+            groups = [candidates.order_by("id")]
+        for group in groups:
+            picked = group.select_for_update(skip_locked=True, of=("self",)).first()
+            if picked is not None:
+                return _lease(picked, user=user, now=now, queue=queue)
+        return None
 
 
 def _lease(radiograph: Radiograph, *, user, now, queue: str) -> Radiograph:

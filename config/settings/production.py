@@ -1,4 +1,7 @@
-"""Production settings: the base settings hardened; refuses to start without a real SECRET_KEY."""
+"""Production settings: the base settings hardened; refuses to start without a real SECRET_KEY.
+
+``manage.py check --deploy`` is clean with these settings (``tests/trust/test_security.py``).
+"""
 from __future__ import annotations
 
 import os
@@ -8,9 +11,12 @@ from django.core.exceptions import ImproperlyConfigured
 from .base import *  # noqa: F401,F403
 from .base import env_bool, env_int
 
-if not os.environ.get("SECRET_KEY"):
+# SECRET_KEY: required, at least 50 characters, and never the development default.
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
     raise ImproperlyConfigured("SECRET_KEY must be set in production (it signs sessions and keys pseudonyms).")
-SECRET_KEY = os.environ["SECRET_KEY"]
+if len(SECRET_KEY) < 50 or SECRET_KEY.startswith("dev-insecure") or len(set(SECRET_KEY)) < 5:
+    raise ImproperlyConfigured("SECRET_KEY is too weak for production: use 50 or more random characters.")
 if not os.environ.get("PSEUDONYM_KEY"):
     PSEUDONYM_KEY = f"pseudonym:{SECRET_KEY}"
 

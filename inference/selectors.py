@@ -1,0 +1,59 @@
+"""Reads of the inference app: model versions, training runs and pre-annotation progress."""
+from __future__ import annotations
+
+from django.db.models import Count, Q, QuerySet
+
+from annotator.errors import NotFound
+
+from .models import ModelVersion, PreannotationBatch, PreannotationItem, TrainingRun
+
+Item = PreannotationItem.Status
+
+
+def _get(qs: QuerySet, pk, what: str):
+    try:
+        return qs.get(pk=int(pk))
+    except (qs.model.DoesNotExist, TypeError, ValueError):
+        raise NotFound(f"No such {what}.") from None
+
+
+def model_version_list() -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.select_related("previous", "export").order_by("-created_at", "-pk")
+
+
+def model_version_get(*, model_version_id) -> ModelVersion:
+    return _get(model_version_list(), model_version_id, "model version")
+
+
+def training_run_list() -> QuerySet[TrainingRun]:
+    return TrainingRun.objects.select_related("candidate", "baseline", "created_by").order_by("-created_at", "-pk")
+
+
+def training_run_get(*, training_run_id) -> TrainingRun:
+    return _get(training_run_list(), training_run_id, "training run")
+
+
+def preannotation_batch_list() -> QuerySet[PreannotationBatch]:
+    """Batches, newest first, each annotated with its item counts (``n_<status>`` and ``n_total``)."""
+    counts = {f"n_{status}": Count("items", filter=Q(items__status=status)) for status in Item.values}
+    return PreannotationBatch.objects.select_related("model_version").annotate(n_total=Count("items"), **counts).order_by("-created_at", "-pk")
+
+
+def preannotation_batch_get(*, batch_id) -> PreannotationBatch:
+    return _get(preannotation_batch_list(), batch_id, "pre-annotation batch")
+
+
+def preannotation_batch_progress(batch: PreannotationBatch) -> dict:
+    """done/total for the progress bar: an item is finished once done, skipped or failed."""
+    if not hasattr(batch, "n_total"):
+        batch = preannotation_batch_get(batch_id=batch.pk)
+    counts = {status: getattr(batch, f"n_{status}") for status in Item.values}
+    finished = counts[Item.DONE] + counts[Item.SKIPPED] + counts[Item.FAILED]
+    total = batch.n_total
+    return {
+        "total": total,
+        "finished": finished,
+        "fraction": 1.0 if total == 0 else round(finished / total, 4),
+        "complete": finished == total,
+        **counts,
+    }

@@ -1,0 +1,38 @@
+"""Celery tasks of the inference app: thin, named, taking ids, each calling one service.
+
+Model work (``inference.preannotate``, ``inference.train``) is routed to the ``gpu`` queue, the
+beat check (``inference.retrain_if_due``) to ``default`` (``config/celery.py``). All run with
+``acks_late``: a worker killed mid-task leaves the message to be delivered again, and the services
+are idempotent, so the work completes once.
+"""
+from __future__ import annotations
+
+from celery import shared_task
+
+from .conf import setting
+from .services import radiograph_preannotate, training_run_execute, training_run_start_if_due
+
+_PREANNOTATE_LIMIT = setting("PREANNOTATE_TIME_LIMIT")
+
+
+@shared_task(
+    name="inference.preannotate",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    time_limit=_PREANNOTATE_LIMIT,
+    soft_time_limit=max(1, _PREANNOTATE_LIMIT - 30),
+    ignore_result=True,
+)
+def preannotate(radiograph_id: int, model_version_id: int, batch_id: int | None = None) -> str:
+    return radiograph_preannotate(radiograph_id=radiograph_id, model_version_id=model_version_id, batch_id=batch_id)
+
+
+@shared_task(name="inference.train", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def train(training_run_id: int) -> None:
+    training_run_execute(training_run_id=training_run_id)
+
+
+@shared_task(name="inference.retrain_if_due", acks_late=True, ignore_result=True)
+def retrain_if_due() -> int | None:
+    run = training_run_start_if_due()
+    return run.pk if run else None

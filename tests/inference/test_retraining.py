@@ -1,0 +1,182 @@
+"""Retraining: the promotion gate on the frozen test split, one training at a time, the beat check,
+and a real (tiny) training run with its progress and log."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from django.test import override_settings
+
+from annotator.errors import Conflict
+from annotator.models import AuditLog, Radiograph
+from annotator.services.annotation_import import lung_boxes_import
+from inference.models import ModelVersion, PreannotationBatch, TrainingRun
+from inference.services import promotion_decide, training_run_execute, training_run_start, training_run_start_if_due
+from tests.conftest import SAMPLE
+from tests.inference.conftest import import_files, small_sample_images
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("predictor_reset")]
+
+GOOD = {"lung_dice": 0.9, "covid_sensitivity_at_90_specificity": 0.8}
+
+
+@pytest.mark.parametrize(
+    "candidate, active, promote, why",
+    [
+        (GOOD, None, True, "no active model"),
+        (GOOD, GOOD, True, "not worse"),
+        ({"lung_dice": 0.95, "covid_sensitivity_at_90_specificity": 0.85}, GOOD, True, "not worse"),
+        ({"lung_dice": 0.89, "covid_sensitivity_at_90_specificity": 0.9}, GOOD, False, "lung_dice: 0.8900 is worse"),
+        ({"lung_dice": 0.95, "covid_sensitivity_at_90_specificity": 0.7}, GOOD, False, "covid_sensitivity_at_90_specificity: 0.7000 is worse"),
+        ({"lung_dice": 0.95, "covid_sensitivity_at_90_specificity": None}, GOOD, False, "not measured for the candidate"),
+        ({"lung_dice": 0.95, "covid_sensitivity_at_90_specificity": None}, {"lung_dice": 0.9, "covid_sensitivity_at_90_specificity": None}, True, "not measurable"),
+        ({"lung_dice": float("nan")}, {"lung_dice": None}, False, "no gate metric could be measured"),
+    ],
+)
+def test_promotion_decide(candidate, active, promote, why):
+    decided, reasons = promotion_decide(candidate, active, tolerance=0.0)
+    assert decided is promote
+    assert any(why in reason for reason in reasons), reasons
+
+
+def test_the_gate_tolerance_allows_noise_but_not_a_real_drop():
+    assert promotion_decide({"lung_dice": 0.895}, {"lung_dice": 0.9}, tolerance=0.01)[0] is True
+    assert promotion_decide({"lung_dice": 0.85}, {"lung_dice": 0.9}, tolerance=0.01)[0] is False
+
+
+@pytest.fixture
+def lung_truth(db):
+    """A few small sample images with the sample's own lung boxes (imported ground truth)."""
+    report = import_files(small_sample_images(12, lung_boxes_only=True), dataset="truth")
+    lung_boxes_import(dataset=report_dataset(report), path=SAMPLE / "annotations" / "lung_boxes.json")
+    return report
+
+
+def report_dataset(report):
+    from annotator.models import Dataset
+
+    return Dataset.objects.get(name=report.dataset)
+
+
+def fake_training(monkeypatch, checkpoint: Path):
+    """Training replaced by a fixed result (the checkpoint given); export and evaluation stay real."""
+    from training.train import TrainResult
+
+    def train(config, progress=None):
+        run_dir = Path(config.run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        best = run_dir / "best.pt"
+        shutil.copy(checkpoint, best)
+        progress(1, 1, 1, {"epoch": 1, "train_loss": 0.5, "val_loss": 0.6, "seconds": 0.1})
+        return TrainResult(run_dir=run_dir, best_checkpoint=best, last_checkpoint=best, metrics={}, history=[])
+
+    monkeypatch.setattr("training.train.train", train)
+
+
+def spy_evaluate(monkeypatch) -> list:
+    from training import evaluate as module
+
+    calls, real = [], module.evaluate
+
+    def evaluate(checkpoint, export_dir, split="test", **kwargs):
+        calls.append((Path(export_dir), split))
+        return real(checkpoint, export_dir, split, **kwargs)
+
+    monkeypatch.setattr(module, "evaluate", evaluate)
+    return calls
+
+
+def test_a_worse_candidate_is_registered_but_not_activated(lung_truth, register, checkpoints, monkeypatch):
+    active = register(checkpoints["all_lung"], name="active", activate=True)
+    fake_training(monkeypatch, checkpoints["no_lungs"])
+    calls = spy_evaluate(monkeypatch)
+    run = training_run_execute(training_run_id=training_run_start(trigger="manual").pk)
+
+    assert run.status == "succeeded" and run.promoted is False and run.live is None
+    assert [split for _, split in calls] == ["test", "test"] and calls[0][0] == calls[1][0]  # same frozen split
+    candidate = ModelVersion.objects.get(pk=run.candidate_id)
+    assert not candidate.is_active and candidate.export_id == run.export_id
+    assert candidate.metrics["lung_dice"] == 0.0
+    assert list(ModelVersion.objects.filter(is_active=True)) == [active]
+    assert run.decision["active"]["lung_dice"] > 0 and run.decision["promote"] is False
+    assert any("lung_dice" in reason and "worse" in reason for reason in run.decision["reasons"])
+    assert "kept the active model" in run.log
+
+
+def test_a_better_candidate_is_promoted_atomically_and_the_open_radiographs_are_preannotated_again(
+    lung_truth, register, checkpoints, monkeypatch
+):
+    old = register(checkpoints["no_lungs"], name="old", activate=True)
+    fake_training(monkeypatch, checkpoints["all_lung"])
+    run = training_run_execute(training_run_id=training_run_start(trigger="manual").pk)
+
+    assert run.status == "succeeded" and run.promoted is True and run.progress == 1.0
+    candidate = ModelVersion.objects.get(pk=run.candidate_id)
+    old.refresh_from_db()
+    assert list(ModelVersion.objects.filter(is_active=True)) == [candidate]
+    assert (candidate.previous, old.is_active, run.baseline) == (old, False, old)
+    assert candidate.metrics["lung_dice"] > run.decision["active"]["lung_dice"] == 0.0
+    assert AuditLog.objects.filter(action="model_promoted", target=candidate.name).exists()
+    batch = PreannotationBatch.objects.get(model_version=candidate)
+    assert batch.reason == "promotion" and batch.items.count() == Radiograph.objects.filter(state="imported").count() > 0
+
+
+def test_a_real_tiny_training_run_reports_progress_and_registers_its_candidate(lung_truth):
+    run = training_run_start(trigger="manual", overrides={"epochs": 2, "width": 0.0625, "image_size": 64, "batch_size": 4, "lr": 1e-3})
+    run = training_run_execute(training_run_id=run.pk)
+    assert run.status == "succeeded", run.log
+    assert [row["epoch"] for row in run.history] == [1, 2]
+    assert run.progress == 1.0 and run.live is None and run.finished_at
+    assert "epoch 2/2" in run.log and "promoted" in run.log
+    candidate = ModelVersion.objects.get(pk=run.candidate_id)
+    assert candidate.is_active  # nothing to compare with: the first model is promoted
+    assert candidate.metrics["lung_images"] > 0 and candidate.metrics["lung_dice"] is not None
+    assert candidate.config["model"]["width"] == 0.0625
+    # Running the task again (a redelivery) changes nothing.
+    again = training_run_execute(training_run_id=run.pk)
+    assert (again.status, again.candidate_id) == ("succeeded", run.candidate_id)
+    assert ModelVersion.objects.count() == 1
+
+
+def test_a_failed_run_records_why_and_frees_the_slot(db):
+    run = training_run_execute(training_run_id=training_run_start(trigger="manual").pk)  # no dataset at all
+    assert run.status == "failed" and run.live is None
+    assert "no dataset to train on" in run.log
+    training_run_start(trigger="manual")  # the next one may start
+
+
+def test_never_two_trainings_at_once(db):
+    first = training_run_start(trigger="manual")
+    with pytest.raises(Conflict, match=f"Training run {first.pk} is already queued"):
+        training_run_start(trigger="manual")
+    assert TrainingRun.objects.filter(live=True).count() == 1
+
+
+@override_settings(RETRAIN_MIN_NEW_ACCEPTED=2)
+def test_beat_starts_a_run_only_when_enough_new_work_was_accepted():
+    from tests.annotator.factories import RadiographFactory
+
+    RadiographFactory(state="accepted")
+    assert training_run_start_if_due() is None
+    RadiographFactory(state="accepted")
+    run = training_run_start_if_due()
+    assert (run.trigger, run.accepted_count, run.status) == ("periodic", 2, "queued")
+    assert training_run_start_if_due() is None  # one is live
+    TrainingRun.objects.filter(pk=run.pk).update(status="succeeded", live=None)
+    assert training_run_start_if_due() is None  # nothing new since
+    RadiographFactory(state="accepted"), RadiographFactory(state="accepted")
+    assert training_run_start_if_due().accepted_count == 4
+
+
+def test_an_unreachable_broker_fails_the_run_and_frees_the_slot(django_capture_on_commit_callbacks, monkeypatch):
+    from kombu.exceptions import OperationalError
+
+    def down(*args, **kwargs):
+        raise OperationalError("Connection refused.")
+
+    monkeypatch.setattr("inference.tasks.train.apply_async", down)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = training_run_start(trigger="manual")
+    run.refresh_from_db()
+    assert (run.status, run.live) == ("failed", None) and "broker is unreachable" in run.log

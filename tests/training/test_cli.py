@@ -1,0 +1,105 @@
+"""``python -m training``: train, resume, evaluate, predict, verify, baselines and ablation, end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from training.checkpoint import load_checkpoint
+from training.cli import main
+
+TINY = ["--width", "0.0625", "--image-size", "32", "--batch-size", "4"]
+
+
+def test_train_resume_evaluate_predict_end_to_end(synthetic_export: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--export", str(synthetic_export), "--run-dir", str(run), *TINY, "--epochs", "1", "--seed", "3"]) == 0
+    assert "best checkpoint" in capsys.readouterr().out
+    assert load_checkpoint(run / "last.pt")["epoch"] == 1
+    config = json.loads((run / "config.json").read_text())
+    assert config["loss"]["lung_dice"] is True and config["schedule"] == "cosine"  # the CLI recipe
+    assert config["seed"] == 3
+
+    # Resume needs only the run directory: the stored config is reused, --epochs extends it.
+    assert main(["train", "--run-dir", str(run), "--resume", "--epochs", "2"]) == 0
+    assert load_checkpoint(run / "last.pt")["epoch"] == 2
+    assert json.loads((run / "config.json").read_text())["seed"] == 3
+
+    out = tmp_path / "eval" / "metrics.json"
+    assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--export", str(synthetic_export), "--out", str(out)]) == 0
+    assert "covid_auc" in capsys.readouterr().out
+    assert "lung_box_iou" in json.loads(out.read_text())
+    assert (out.parent / "roc.png").is_file()
+
+    image = synthetic_export / "images" / "img001.png"
+    jpeg = tmp_path / "photo.jpg"
+    Image.open(image).convert("RGB").resize((90, 70)).save(jpeg)
+    pred_dir = tmp_path / "pred"
+    assert main(["predict", "--checkpoint", str(run / "best.pt"), str(image), str(jpeg), "--out", str(pred_dir)]) == 0
+    width, height = Image.open(image).size
+    lung = Image.open(pred_dir / "img001_lung.png")
+    assert lung.size == (width, height) and set(np.unique(np.asarray(lung))) <= {0, 255}
+    assert Image.open(pred_dir / "photo_disease.png").size == (90, 70)
+    record = json.loads((pred_dir / "img001.json").read_text())
+    assert set(record["probabilities"]) == {"healthy", "covid", "other_disease"}
+    assert set(record["lung_boxes"]) == {"right", "left"} and "uncertainty" in record
+    assert len(json.loads((pred_dir / "predictions.json").read_text())) == 2
+
+
+def test_paper_flag_turns_the_recipe_off(synthetic_export: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = ["train", "--export", str(synthetic_export), "--run-dir", str(run), *TINY, "--epochs", "1", "--paper", "--tasks", "1,4"]
+    assert main(args) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["loss"]["lung_dice"] is False and config["schedule"] == "constant" and config["augment"]["generic"] is False
+    assert config["model"]["tasks"] == [1, 4]
+
+
+def test_verify_command_exit_codes(synthetic_export: Path, make_synthetic_export, capsys) -> None:
+    assert main(["verify", str(synthetic_export)]) == 0
+    broken = make_synthetic_export()
+    (broken / "labels.csv").write_text("image_id\nx\n")
+    assert main(["verify", str(broken)]) == 1
+    assert "labels.csv" in capsys.readouterr().out
+
+
+def test_bad_input_gives_one_clear_error_line(tmp_path: Path, capsys) -> None:
+    code = main(["train", "--export", str(tmp_path), "--run-dir", str(tmp_path / "run"), *TINY, "--epochs", "1"])
+    assert code == 2
+    assert "labels.csv not found" in capsys.readouterr().err
+
+
+def test_baselines_and_ablation_run_small_and_write_tables(synthetic_export: Path, trained_run, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "baselines"
+    args = ["baselines", "--export", str(synthetic_export), "--out", str(out), "--checkpoint", str(trained_run.best_checkpoint),
+            "--image-size", "32", "--epochs", "1", "--batch-size", "4", "--no-pretrained"]
+    assert main(args) == 0
+    table = (out / "baselines.md").read_text()
+    for model in ("densenet121", "mobilenet_v2", "resnet18", "vgg19_fc", "CMTNet", "RandomForest", "SVM sigmoid", "SVM RBF"):
+        assert model in table
+    header = (out / "baselines.csv").read_text().splitlines()[0]
+    assert header.startswith("model,accuracy,auc,sensitivity_at_90_specificity,sensitivity_at_99_specificity,eer")
+    assert (out / "roc.png").is_file()
+
+    out = tmp_path / "ablation"
+    args = ["ablation", "--export", str(synthetic_export), "--out", str(out), *TINY, "--epochs", "1", "--subsets", "3,4;1,2,3,4", "--no-pretrained"]
+    assert main(args) == 0
+    with open(out / "ablation.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["tasks"] for r in rows] == ["{3,4}", "{1,2,3,4}"]
+    assert {"covid_sensitivity_at_90_specificity", "covid_sensitivity_at_99_specificity"} <= set(rows[0])
+    assert (out / "tasks_3-4" / "best.pt").is_file()
+    assert "{1,2,3,4}" in capsys.readouterr().out
+
+
+def test_module_entry_point_help() -> None:
+    result = subprocess.run([sys.executable, "-m", "training", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    for command in ("train", "evaluate", "predict", "baselines", "ablation", "verify"):
+        assert command in result.stdout

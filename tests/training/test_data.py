@@ -1,0 +1,154 @@
+"""The export dataset: shapes, switches, the paper's COVID copies, paired augmentation, splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training.config import AugmentConfig
+from training.data import ExportDataset, compute_normalization, label_target, resize_mask, subject_split
+from training.export import read_export
+from training.transforms import Affine, apply_affine, covid_variants
+
+
+def dataset(root: Path, augment: AugmentConfig | None = None, split: str = "train", size: int = 32) -> ExportDataset:
+    export = read_export(root)
+    return ExportDataset(root, export.split(split), image_size=size, augment=augment)
+
+
+def test_items_have_model_size_tensors_and_switches_from_labels(synthetic_export: Path) -> None:
+    ds = dataset(synthetic_export, split="train")
+    for i in range(len(ds)):
+        item = ds[i]
+        record = ds.records[int(item["index"])]
+        assert item["image"].shape == (3, 32, 32) and item["image"].dtype == torch.float32
+        assert item["lung_mask"].shape == (32, 32) and set(item["lung_mask"].unique().tolist()) <= {0.0, 1.0}
+        assert item["has_lung_mask"] == float(record.has_lung_mask)
+        assert item["has_disease_mask"] == float(record.has_disease_mask)
+        assert item["has_covid"] == float(record.covid != "unknown")
+        assert item["has_other"] == float(record.other_disease != "unknown")
+        assert item["has_health"] == float(record.healthy != "unknown")
+        if record.covid == "positive":
+            assert item["diagnosis"][0] == 1
+        if record.healthy == "positive":
+            assert item["health"] == 0  # index 0 = healthy
+        if not record.has_lung_mask:
+            assert item["lung_mask"].sum() == 0
+
+
+def test_label_target_mapping() -> None:
+    assert label_target("positive") == (1, 1.0)
+    assert label_target("negative") == (0, 1.0)
+    assert label_target("unknown") == (0, 0.0)
+    assert label_target("positive", positive_is=0) == (0, 1.0)
+
+
+def test_each_covid_positive_training_image_appears_five_more_times(synthetic_export: Path) -> None:
+    plain = dataset(synthetic_export, AugmentConfig(covid_copies=False))
+    paper = dataset(synthetic_export, AugmentConfig(covid_copies=True))
+    covid = sum(r.covid == "positive" for r in paper.records)
+    assert covid > 0
+    assert len(plain) == len(plain.records)
+    assert len(paper) == len(paper.records) + 5 * covid
+    assert len(dataset(synthetic_export, None)) == len(plain.records)  # evaluation: no copies
+
+
+def test_covid_variants_are_the_papers_rotations_and_shifts() -> None:
+    variants = covid_variants(224)
+    assert sorted(v.angle for v in variants) == [-10, 0, 0, 0, 10]
+    shifts = {(v.shift_x, v.shift_y) for v in variants if v.angle == 0}
+    assert shifts == {(10, 0), (0, 10), (10, 10)}
+    assert covid_variants(112)[2].shift_x == 5  # scaled with the image size
+
+
+def test_augmented_copies_move_image_and_masks_together(synthetic_export: Path) -> None:
+    augment = AugmentConfig(covid_copies=True, generic=True, contrast_range=0.0)
+    ds = dataset(synthetic_export, augment, size=64)
+    ds.normalization = {"mean": [0.0] * 3, "std": [1.0] * 3}  # keep raw [0, 1] intensities
+    checked = 0
+    for i in range(len(ds)):
+        item = ds[i]
+        if not item["has_lung_mask"]:
+            continue
+        # The synthetic lungs are the dark regions, so wherever the image is not padding (exactly 0
+        # after a rotation or shift), "dark" and "lung" must agree if both moved the same way.
+        image, lung = item["image"][0], item["lung_mask"] > 0
+        inside = image > 0
+        agree = ((image < 0.45) == lung)[inside].float().mean()
+        assert agree > 0.9, f"item {i}: image and mask do not line up ({agree:.2f} agreement)"
+        checked += 1
+    assert checked > len(ds.records)  # augmented copies were among them
+
+
+def test_apply_affine_uses_one_transform_for_image_and_masks() -> None:
+    mask = torch.zeros(48, 48)
+    mask[10:30, 6:20] = 1
+    image = mask.clone()[None]
+    for transform in [Affine(angle=10), Affine(shift_x=5, shift_y=-3), Affine(angle=-7, shift_x=2, scale=1.1)]:
+        warped_image, (warped_mask,) = apply_affine(image, [mask], transform)
+        assert not torch.equal(warped_mask, mask)
+        agree = ((warped_image[0] > 0.5) == (warped_mask > 0.5)).float().mean()
+        assert agree > 0.98
+    same_image, (same_mask,) = apply_affine(image, [mask], Affine())
+    assert same_image is image and same_mask is mask
+
+
+def test_generic_augmentation_is_random_per_epoch_but_reproducible(synthetic_export: Path) -> None:
+    ds = dataset(synthetic_export, AugmentConfig(covid_copies=False, generic=True))
+    ds.set_epoch(0)
+    a = ds[0]["image"]
+    assert torch.equal(a, ds[0]["image"])  # same epoch, same sample: same augmentation
+    ds.set_epoch(1)
+    assert not torch.equal(a, ds[0]["image"])
+
+
+def test_normalization_is_computed_from_training_images(synthetic_export: Path) -> None:
+    ds = dataset(synthetic_export)
+    norm = compute_normalization(ds)
+    pixels = np.concatenate([ds.load_resized(i)[0].ravel() / 255.0 for i in range(len(ds.records))])
+    assert norm["mean"] == pytest.approx([pixels.mean()] * 3, rel=1e-6)
+    assert norm["std"] == pytest.approx([pixels.std()] * 3, rel=1e-4)
+    ds.normalization = norm
+    stacked = torch.stack([ds[i]["image"] for i in range(len(ds.records))])
+    assert stacked.mean().item() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_resize_mask_stays_binary() -> None:
+    mask = np.zeros((50, 70), np.uint8)
+    mask[10:40, 5:30] = 255
+    resized = resize_mask(mask, 32)
+    assert resized.shape == (32, 32)
+    assert set(np.unique(resized)) <= {0, 1}
+
+
+def test_validation_split_keeps_subjects_together(synthetic_export: Path) -> None:
+    records = read_export(synthetic_export).split("train")
+    keep, held = subject_split(records, 0.3, seed=0)
+    assert held and keep
+    assert not {r.subject_id for r in keep} & {r.subject_id for r in held}
+    assert len(keep) + len(held) == len(records)
+    assert subject_split(records, 0.3, seed=0)[1] == held  # stable
+    assert subject_split(records, 0.0, seed=0) == (records, [])
+
+
+def test_real_sample_export_is_sound_and_subject_disjoint(sample_lung_export: Path) -> None:
+    sample_export = sample_lung_export
+    assert verify_export_problems(sample_export) == []
+    export = read_export(sample_export)
+    train_subjects = {r.subject_id for r in export.split("train")}
+    test_subjects = {r.subject_id for r in export.split("test")}
+    assert train_subjects and test_subjects and not train_subjects & test_subjects
+    assert not any(r.view in {"L", "Axial", "Coronal"} for r in export.records)
+    assert any(r.has_lung_mask for r in export.records) and any(r.has_disease_mask for r in export.records)
+    ds = ExportDataset(sample_export, [r for r in export.records if r.has_lung_mask][:3], image_size=64)
+    item = ds[0]
+    assert item["lung_mask"].sum() > 0 and item["image"].shape == (3, 64, 64)
+
+
+def verify_export_problems(path: Path) -> list[str]:
+    from training.export import verify_export
+
+    return verify_export(path)

@@ -1,0 +1,225 @@
+"""The torch ``Dataset`` over an export snapshot, with the paper's COVID augmentation.
+
+Images and masks are resized to the model's square input (bilinear; masks thresholded back to 0/1),
+kept in memory at that size when ``cache`` is on, optionally augmented, normalised with the mean/std
+that the checkpoint stores, and repeated to the model's input channels. Each sample is a dict of
+tensors holding the targets and the per-image 0/1 loss switches that ``training.losses`` expects.
+
+Randomness is a pure function of (seed, epoch, sample index), so a resumed run sees exactly the
+samples an uninterrupted run would have seen, whatever the number of loader workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from training.config import AugmentConfig
+from training.export import ExportRecord
+from training.transforms import Affine, apply_affine, covid_variants, random_affine, random_contrast
+
+log = logging.getLogger(__name__)
+
+# Mean and std of 8-bit values scaled to [0, 1] (one value, replicated over the input channels).
+Normalization = dict[str, list[float]]
+IMAGENET_NORMALIZATION: Normalization = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+
+
+def resize_image(array: np.ndarray, size: int) -> np.ndarray:
+    """Resize a uint8 grayscale image to ``size`` x ``size`` (bilinear, antialiased when shrinking).
+
+    Shared by training and ``training.serve`` so a served image is prepared exactly like a training one.
+    """
+    return np.asarray(Image.fromarray(array).resize((size, size), Image.Resampling.BILINEAR))
+
+
+def resize_mask(array: np.ndarray, size: int) -> np.ndarray:
+    """Resize a 0/255 mask to ``size`` x ``size`` and return it as 0/1 uint8 (area-weighted, then >= 50%)."""
+    resized = np.asarray(Image.fromarray(array).resize((size, size), Image.Resampling.BILINEAR))
+    return (resized >= 128).astype(np.uint8)
+
+
+def load_gray(path: Path) -> np.ndarray:
+    """Read an image file as a uint8 grayscale array."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("L"))
+
+
+def label_target(value: str, positive_is: int = 1) -> tuple[int, float]:
+    """Map ``positive|negative|unknown`` to (class index, switch)."""
+    if value == "unknown":
+        return 0, 0.0
+    is_positive = value == "positive"
+    return (positive_is if is_positive else 1 - positive_is), 1.0
+
+
+def _sample_seed(seed: int, epoch: int, index: int) -> int:
+    return zlib.crc32(f"{seed}:{epoch}:{index}".encode())
+
+
+class ExportDataset(Dataset):
+    """Samples of one export split at model resolution.
+
+    Args:
+        root: the export folder.
+        records: the rows to serve (e.g. ``export.split("train")``).
+        image_size: model input side in pixels.
+        in_channels: 1, or 3 to repeat the grayscale image like the paper's 224x224x3 input.
+        normalization: {"mean": [...], "std": [...]} over [0, 1] pixel values (first value used
+            when ``in_channels`` is 1).
+        augment: the augmentation config for training, ``None`` for evaluation.
+        seed: base seed of the random augmentation.
+        cache: keep resized images/masks in memory after their first load.
+
+    Each item: ``image`` (in_channels, S, S) float; ``lung_mask``/``disease_mask`` (S, S) float 0/1;
+    ``health`` () long (0 healthy, 1 unhealthy); ``diagnosis`` (2,) float [covid, other];
+    switches ``has_lung_mask``, ``has_disease_mask``, ``has_health``, ``has_covid``, ``has_other``
+    () float 0/1; ``index`` () long, the position of the record in ``records``.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        records: Sequence[ExportRecord],
+        image_size: int,
+        in_channels: int = 3,
+        normalization: Normalization | None = None,
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+        cache: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        self.records = list(records)
+        self.image_size = image_size
+        self.in_channels = in_channels
+        self.normalization = normalization or {"mean": [0.5] * in_channels, "std": [0.25] * in_channels}
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+        self.cache = cache
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = {}
+        variants = covid_variants(image_size) if augment is not None and augment.covid_copies else []
+        # (record position, deterministic transform) pairs: the original of every image, plus the
+        # paper's five augmented copies of each COVID-positive image.
+        self.items: list[tuple[int, Affine]] = []
+        for i, record in enumerate(self.records):
+            self.items.append((i, Affine()))
+            if record.covid == "positive":
+                self.items += [(i, v) for v in variants]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the random augmentation stream of an epoch (call before building its loader)."""
+        self.epoch = epoch
+
+    def load_resized(self, position: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Image (uint8) and lung/disease masks (0/1 uint8, or None when absent) at model size."""
+        if position in self._cache:
+            return self._cache[position]
+        record = self.records[position]
+        image = resize_image(load_gray(record.image_path(self.root)), self.image_size)
+        lung = resize_mask(load_gray(record.lung_mask_path(self.root)), self.image_size) if record.has_lung_mask else None
+        disease = (
+            resize_mask(load_gray(record.disease_mask_path(self.root)), self.image_size) if record.has_disease_mask else None
+        )
+        if self.cache:
+            self._cache[position] = (image, lung, disease)
+        return image, lung, disease
+
+    def preload(self, progress: bool = False) -> None:
+        """Fill the cache up front (before forking loader workers, so they share it)."""
+        if not self.cache:
+            return
+        positions = range(len(self.records))
+        if progress:
+            from tqdm import tqdm
+
+            positions = tqdm(positions, desc="loading images", unit="img", leave=False)
+        for position in positions:
+            self.load_resized(position)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        position, variant = self.items[index]
+        record = self.records[position]
+        image_u8, lung_u8, disease_u8 = self.load_resized(position)
+        size = self.image_size
+        image = torch.from_numpy(image_u8.astype(np.float32) / 255.0).unsqueeze(0)
+        lung = torch.from_numpy(lung_u8.astype(np.float32)) if lung_u8 is not None else torch.zeros(size, size)
+        disease = torch.from_numpy(disease_u8.astype(np.float32)) if disease_u8 is not None else torch.zeros(size, size)
+
+        image, (lung, disease) = apply_affine(image, [lung, disease], variant)
+        if self.augment is not None and self.augment.generic:
+            generator = torch.Generator().manual_seed(_sample_seed(self.seed, self.epoch, index))
+            image, (lung, disease) = apply_affine(image, [lung, disease], random_affine(self.augment, size, generator))
+            image = random_contrast(image, self.augment, generator)
+
+        mean = torch.tensor(self.normalization["mean"][: self.in_channels], dtype=torch.float32).view(-1, 1, 1)
+        std = torch.tensor(self.normalization["std"][: self.in_channels], dtype=torch.float32).view(-1, 1, 1)
+        image = (image.expand(self.in_channels, -1, -1) - mean) / std
+
+        health, has_health = label_target(record.healthy, positive_is=0)  # index 0 = healthy
+        covid, has_covid = label_target(record.covid)
+        other, has_other = label_target(record.other_disease)
+        return {
+            "image": image.contiguous(),
+            "lung_mask": lung,
+            "disease_mask": disease,
+            "health": torch.tensor(health, dtype=torch.long),
+            "diagnosis": torch.tensor([covid, other], dtype=torch.float32),
+            "has_lung_mask": torch.tensor(float(record.has_lung_mask)),
+            "has_disease_mask": torch.tensor(float(record.has_disease_mask)),
+            "has_health": torch.tensor(has_health),
+            "has_covid": torch.tensor(has_covid),
+            "has_other": torch.tensor(has_other),
+            "index": torch.tensor(position, dtype=torch.long),
+        }
+
+
+def compute_normalization(dataset: ExportDataset) -> Normalization:
+    """Mean and std of the (un-augmented) images in ``dataset`` at model size, over [0, 1] values."""
+    total = 0.0
+    total_sq = 0.0
+    count = 0
+    for position in range(len(dataset.records)):
+        image, _, _ = dataset.load_resized(position)
+        values = image.astype(np.float64) / 255.0
+        total += float(values.sum())
+        total_sq += float((values**2).sum())
+        count += values.size
+    if count == 0:
+        return {"mean": [0.5] * dataset.in_channels, "std": [0.25] * dataset.in_channels}
+    mean = total / count
+    std = max(float(np.sqrt(max(total_sq / count - mean**2, 0.0))), 1e-3)
+    return {"mean": [mean] * dataset.in_channels, "std": [std] * dataset.in_channels}
+
+
+def subject_split(records: Sequence[ExportRecord], fraction: float, seed: int) -> tuple[list[ExportRecord], list[ExportRecord]]:
+    """Split records into (keep, held_out) with whole subjects held out, about ``fraction`` of images.
+
+    Subjects are ordered by a seeded hash, so the split is stable for a given export and seed.
+    """
+    if fraction <= 0:
+        return list(records), []
+    subjects = sorted({r.subject_id for r in records}, key=lambda s: zlib.crc32(f"{seed}:{s}".encode()))
+    by_subject: dict[str, int] = {}
+    for r in records:
+        by_subject[r.subject_id] = by_subject.get(r.subject_id, 0) + 1
+    target = fraction * len(records)
+    held: set[str] = set()
+    count = 0
+    for subject in subjects:
+        if count >= target or len(held) + 1 >= len(subjects):
+            break
+        held.add(subject)
+        count += by_subject[subject]
+    return [r for r in records if r.subject_id not in held], [r for r in records if r.subject_id in held]

@@ -1,0 +1,138 @@
+"""The paper's multi-task loss (eqs. 2-8) as pure functions over tensors.
+
+Every per-task function returns one loss per image (shape (N,)); ``multitask_loss`` masks each of
+them with its per-image 0/1 switch (label availability, eq. 8), averages over the images that have
+the label and sums the weighted task terms. An image whose switch is 0 for a task contributes
+exactly zero gradient to that task's decoder or head; a task whose switch is 0 for the whole batch
+is not computed at all (its parameters get no gradient).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from training.config import LossConfig
+from training.model import CMTNetOutput
+
+
+class LossBreakdown(NamedTuple):
+    """``total`` is the differentiable scalar; ``parts`` are detached per-task values for logging."""
+
+    total: Tensor
+    parts: dict[str, float]
+
+
+def mask_bce(logits: Tensor, target: Tensor) -> Tensor:
+    """Per-pixel binary cross-entropy of a 2-channel softmax mask (eqs. 2-3), averaged per image.
+
+    With p = softmax(logits)[:, 1], -[t log p + (1 - t) log(1 - p)] equals the 2-class cross-entropy,
+    which is what is computed (numerically stable, no explicit softmax).
+
+    Shape:
+        logits (N, 2, H, W), target (N, H, W) with values in {0, 1} -> (N,)
+    """
+    per_pixel = F.cross_entropy(logits.float(), target.long(), reduction="none")
+    return per_pixel.flatten(1).mean(dim=1)
+
+
+def mask_soft_dice(logits: Tensor, target: Tensor, eps: float = 1.0) -> Tensor:
+    """1 - soft Dice of the foreground probability, per image (not in the paper; see LossConfig).
+
+    Shape:
+        logits (N, 2, H, W), target (N, H, W) in {0, 1} -> (N,)
+    """
+    prob = torch.softmax(logits.float(), dim=1)[:, 1].flatten(1)
+    t = target.float().flatten(1)
+    intersection = (prob * t).sum(dim=1)
+    return 1.0 - (2.0 * intersection + eps) / (prob.sum(dim=1) + t.sum(dim=1) + eps)
+
+
+def health_ce(logits: Tensor, target: Tensor) -> Tensor:
+    """Cross-entropy of healthy/unhealthy (eq. 5).
+
+    Shape:
+        logits (N, 2) [healthy, unhealthy], target (N,) with 0 = healthy, 1 = unhealthy -> (N,)
+    """
+    return F.cross_entropy(logits.float(), target.long(), reduction="none")
+
+
+def diagnosis_bce(logits: Tensor, target: Tensor) -> Tensor:
+    """Element-wise binary cross-entropy of the multi-label [COVID, other disease] output (eq. 7).
+
+    Kept per label so that each label can have its own switch.
+
+    Shape:
+        logits (N, 2) [covid, other_disease], target (N, 2) in {0, 1} -> (N, 2)
+    """
+    return F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
+
+
+def masked_mean(per_item: Tensor, switch: Tensor) -> Tensor | None:
+    """Mean of ``per_item`` over the items whose switch is 1; ``None`` when no switch is on.
+
+    ``torch.where`` rather than a product: an unlabelled item's loss is never read, so even a
+    non-finite value there (e.g. from a placeholder target) cannot leak into the total or its gradient.
+
+    Shape:
+        per_item (N, ...) and switch of the same shape (0/1) -> scalar
+    """
+    on = switch > 0
+    count = int(on.sum())
+    if count == 0:
+        return None
+    return torch.where(on, per_item, torch.zeros_like(per_item)).sum() / count
+
+
+def multitask_loss(output: CMTNetOutput, batch: Mapping[str, Tensor], config: LossConfig | None = None) -> LossBreakdown:
+    """The switch-masked multi-task loss of eq. 8: sum over tasks of weight x mean over labelled images.
+
+    ``batch`` holds the targets and switches that ``training.data`` produces:
+    ``lung_mask``/``disease_mask`` (N, H, W) in {0, 1}, ``health`` (N,) 0 healthy / 1 unhealthy,
+    ``diagnosis`` (N, 2) [covid, other] in {0, 1}, and the 0/1 switches ``has_lung_mask``,
+    ``has_disease_mask``, ``has_health``, ``has_covid``, ``has_other`` (N,). Tasks whose output is
+    ``None`` (not in the model) are skipped.
+
+    Shape:
+        outputs as in ``CMTNetOutput``, targets as above -> ``LossBreakdown`` (scalar total)
+    """
+    config = config or LossConfig()
+    device = output.embedding.device
+    terms: list[Tensor] = []
+    parts: dict[str, float] = {}
+
+    def add(name: str, weight: float, value: Tensor | None) -> None:
+        if value is None or weight == 0:
+            return
+        terms.append(weight * value)
+        parts[name] = float(value.detach())
+
+    if output.lung_logits is not None:
+        switch = batch["has_lung_mask"].to(device)
+        add("lung", config.lung_weight, masked_mean(mask_bce(output.lung_logits, batch["lung_mask"].to(device)), switch))
+        if config.lung_dice:
+            dice = mask_soft_dice(output.lung_logits, batch["lung_mask"].to(device))
+            add("lung_dice", config.lung_dice_weight, masked_mean(dice, switch))
+    if output.disease_logits is not None:
+        per_image = mask_bce(output.disease_logits, batch["disease_mask"].to(device))
+        add("disease", config.disease_weight, masked_mean(per_image, batch["has_disease_mask"].to(device)))
+    if output.health_logits is not None:
+        per_image = health_ce(output.health_logits, batch["health"].to(device))
+        add("health", config.health_weight, masked_mean(per_image, batch["has_health"].to(device)))
+    if output.diagnosis_logits is not None:
+        per_label = diagnosis_bce(output.diagnosis_logits, batch["diagnosis"].to(device))
+        switches = torch.stack([batch["has_covid"], batch["has_other"]], dim=1).to(device)
+        add("diagnosis", config.diagnosis_weight, masked_mean(per_label, switches))
+
+    if terms:
+        total = torch.stack(terms).sum()
+    else:
+        # No label for any task in this batch: a zero that still carries a graph, so that
+        # ``backward()`` works and leaves every gradient at zero.
+        total = output.embedding.sum() * 0.0
+    parts["total"] = float(total.detach())
+    return LossBreakdown(total=total, parts=parts)

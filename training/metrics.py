@@ -1,0 +1,217 @@
+"""The paper's metrics as pure functions over numpy arrays.
+
+Segmentation: Dice and IoU per image; lung boxes derived from a lung mask
+(``lung_boxes_from_mask``, reused by the inference worker) and their IoU against the ground truth.
+Classification: ROC curve and AUC, COVID sensitivity at 99% and 90% specificity, equal error rate,
+accuracy. Degenerate inputs (no positives or no negatives) give ``None``, never an exception.
+
+Geometry follows DESIGN.md: boxes are ``[x0, y0, x1, y1]`` half-open in pixels, and ``right``/``left``
+are the patient's sides: the patient's right lung is on the image's left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+Box = list[int]
+
+# numpy 2 renamed trapz; requirements allow numpy 1.26.
+_trapezoid = getattr(np, "trapezoid", None) or getattr(np, "trapz")
+
+# A second connected component counts as the other lung only if it is at least this fraction of the
+# largest one; smaller blobs are noise, and the lungs are then treated as merged.
+MIN_SECOND_LUNG_FRACTION = 0.1
+
+
+def dice_score(pred: np.ndarray, target: np.ndarray) -> float:
+    """Dice coefficient 2|P∩T| / (|P|+|T|) of two binary masks; 1.0 when both are empty.
+
+    Shape:
+        pred, target (H, W) bool-like -> float
+    """
+    p, t = np.asarray(pred, dtype=bool), np.asarray(target, dtype=bool)
+    denominator = int(p.sum()) + int(t.sum())
+    if denominator == 0:
+        return 1.0
+    return 2.0 * int(np.logical_and(p, t).sum()) / denominator
+
+
+def iou_score(pred: np.ndarray, target: np.ndarray) -> float:
+    """Intersection over union of two binary masks; 1.0 when both are empty.
+
+    Shape:
+        pred, target (H, W) bool-like -> float
+    """
+    p, t = np.asarray(pred, dtype=bool), np.asarray(target, dtype=bool)
+    union = int(np.logical_or(p, t).sum())
+    if union == 0:
+        return 1.0
+    return int(np.logical_and(p, t).sum()) / union
+
+
+def _bbox(mask: np.ndarray) -> Box | None:
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+
+
+def lung_boxes_from_mask(mask: np.ndarray) -> dict[str, Box | None]:
+    """The patient's right and left lung boxes from a binary lung mask.
+
+    The two largest connected components (8-connectivity) are the lungs: the one further left in the
+    image is the patient's *right* lung. If there is only one sizeable component (the lungs touch),
+    it is split at the image's vertical midline. Boxes are ``[x0, y0, x1, y1]`` half-open pixels;
+    a side with no pixels is ``None``.
+
+    Shape:
+        mask (H, W) bool-like -> {"right": box | None, "left": box | None}
+    """
+    binary = np.asarray(mask, dtype=bool)
+    if binary.ndim != 2:
+        raise ValueError(f"expected a 2-D mask, got shape {binary.shape}")
+    labels, count = ndimage.label(binary, structure=np.ones((3, 3), dtype=bool))
+    if count == 0:
+        return {"right": None, "left": None}
+    sizes = np.bincount(labels.ravel())[1:]
+    order = np.argsort(sizes)[::-1]
+    largest = labels == order[0] + 1
+    midline = binary.shape[1] / 2.0
+    if count >= 2 and sizes[order[1]] >= MIN_SECOND_LUNG_FRACTION * sizes[order[0]]:
+        second = labels == order[1] + 1
+        centre_a = np.nonzero(largest)[1].mean()
+        centre_b = np.nonzero(second)[1].mean()
+        # Two lungs on the same side of the midline means the split is wrong (e.g. one lung in two
+        # pieces): fall back to the midline split of both.
+        if (centre_a < midline) != (centre_b < midline):
+            image_left, image_right = (largest, second) if centre_a < centre_b else (second, largest)
+            return {"right": _bbox(image_left), "left": _bbox(image_right)}
+        largest = largest | second
+    columns = np.arange(binary.shape[1])[None, :]
+    split = int(np.ceil(midline))
+    return {"right": _bbox(largest & (columns < split)), "left": _bbox(largest & (columns >= split))}
+
+
+def box_iou(a: Sequence[float] | None, b: Sequence[float] | None) -> float | None:
+    """IoU of two half-open ``[x0, y0, x1, y1]`` boxes; 0 if exactly one is missing, None if both are."""
+    if a is None and b is None:
+        return None
+    if a is None or b is None:
+        return 0.0
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    intersection = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection
+    return float(intersection / union) if union > 0 else 0.0
+
+
+def lung_box_iou(pred_mask: np.ndarray, true_mask: np.ndarray) -> float | None:
+    """Mean IoU of the right and left lung boxes derived from the predicted and true masks."""
+    pred, true = lung_boxes_from_mask(pred_mask), lung_boxes_from_mask(true_mask)
+    values = [v for v in (box_iou(pred["right"], true["right"]), box_iou(pred["left"], true["left"])) if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _binary_inputs(labels: Sequence[float], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray] | None:
+    y = np.asarray(labels, dtype=float).ravel()
+    s = np.asarray(scores, dtype=float).ravel()
+    if y.shape != s.shape:
+        raise ValueError(f"labels and scores differ in length: {y.shape} vs {s.shape}")
+    positives = int((y == 1).sum())
+    if positives == 0 or positives == len(y):
+        return None
+    return y, s
+
+
+def roc_curve(labels: Sequence[float], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(fpr, tpr, thresholds) of the ROC curve, from (0, 0) to (1, 1); None without both classes.
+
+    A sample is called positive when its score is >= the threshold.
+
+    Shape:
+        labels (N,) in {0, 1}, scores (N,) -> three arrays of the same length K
+    """
+    inputs = _binary_inputs(labels, scores)
+    if inputs is None:
+        return None
+    y, s = inputs
+    order = np.argsort(-s, kind="mergesort")
+    y, s = y[order], s[order]
+    # One ROC point per distinct score: the last index of each run of equal scores.
+    distinct = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
+    tps = np.cumsum(y)[distinct]
+    fps = (distinct + 1) - tps
+    tpr = np.r_[0.0, tps / tps[-1]]
+    fpr = np.r_[0.0, fps / fps[-1]]
+    thresholds = np.r_[np.inf, s[distinct]]
+    return fpr, tpr, thresholds
+
+
+def roc_auc(labels: Sequence[float], scores: Sequence[float]) -> float | None:
+    """Area under the ROC curve (ties count half); None without both classes."""
+    curve = roc_curve(labels, scores)
+    if curve is None:
+        return None
+    fpr, tpr, _ = curve
+    return float(_trapezoid(tpr, fpr))
+
+
+def sensitivity_at_specificity(labels: Sequence[float], scores: Sequence[float], specificity: float) -> float | None:
+    """Highest sensitivity over thresholds whose specificity is at least ``specificity``.
+
+    None without both classes. With few negatives, a 99% requirement means no false positive at all.
+    """
+    curve = roc_curve(labels, scores)
+    if curve is None:
+        return None
+    fpr, tpr, _ = curve
+    allowed = fpr <= (1.0 - specificity) + 1e-12
+    return float(tpr[allowed].max())
+
+
+def equal_error_rate(labels: Sequence[float], scores: Sequence[float]) -> float | None:
+    """The rate where false positive rate equals false negative rate (linear between ROC points)."""
+    curve = roc_curve(labels, scores)
+    if curve is None:
+        return None
+    fpr, tpr, _ = curve
+    fnr = 1.0 - tpr
+    diff = fpr - fnr  # rises from -1 at (0, 0) to +1 at (1, 1)
+    i = int(np.nonzero(diff >= 0)[0][0])
+    if diff[i] == 0 or i == 0:
+        return float(fpr[i])
+    # Interpolate between the last point with FPR < FNR and the first with FPR >= FNR.
+    t = -diff[i - 1] / (diff[i] - diff[i - 1])
+    return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
+
+
+def accuracy(labels: Sequence[float], predictions: Sequence[float]) -> float | None:
+    """Fraction of equal labels and predictions; None when there are no samples."""
+    y = np.asarray(labels).ravel()
+    p = np.asarray(predictions).ravel()
+    if len(y) == 0:
+        return None
+    return float((y == p).mean())
+
+
+def classification_metrics(labels: Sequence[float], scores: Sequence[float], threshold: float = 0.5, prefix: str = "") -> dict:
+    """Accuracy (at ``threshold``), ROC AUC, sensitivity at 99%/90% specificity and EER of one label."""
+    y = np.asarray(labels, dtype=float)
+    s = np.asarray(scores, dtype=float)
+    return {
+        f"{prefix}accuracy": accuracy(y, (s >= threshold).astype(float)),
+        f"{prefix}auc": roc_auc(y, s),
+        f"{prefix}sensitivity_at_99_specificity": sensitivity_at_specificity(y, s, 0.99),
+        f"{prefix}sensitivity_at_90_specificity": sensitivity_at_specificity(y, s, 0.90),
+        f"{prefix}eer": equal_error_rate(y, s),
+        f"{prefix}positives": int((y == 1).sum()),
+        f"{prefix}negatives": int((y == 0).sum()),
+    }
+
+
+def mean_or_none(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None

@@ -1,0 +1,365 @@
+"""Training CMTNet on an export snapshot: ``train(config, progress=callback) -> TrainResult``.
+
+The run directory receives ``config.json`` (the TrainConfig plus resolved values such as the learning
+rate and normalisation), ``metrics.jsonl`` (one row per epoch), ``loss_curves.png``, ``train.log``,
+``last.pt`` (with optimizer state, for ``resume``), ``best.pt`` (lowest validation loss) and, at the
+end, ``test_metrics.json`` + ``roc.png`` from scoring ``best.pt`` on the export's test split (the same
+metrics are stored inside ``best.pt``, the checkpoint to register and serve).
+
+The best epoch is picked on a subject-disjoint validation part of the *train* split; the test split is
+only scored at the end, because the model registry compares versions on it.
+
+The Celery worker passes ``progress``: called as ``progress(epoch, step, total_steps, metrics)`` after
+every optimisation step (metrics: running ``loss`` and ``lr``) and once more at the end of each epoch
+with ``step == total_steps`` and the epoch's row of ``metrics.jsonl``. Epochs count from 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch.utils.data import DataLoader
+
+from training.checkpoint import load_checkpoint, save_checkpoint, write_checkpoint
+from training.config import TrainConfig, model_config_from_dict, model_config_to_dict
+from training.data import IMAGENET_NORMALIZATION, ExportDataset, compute_normalization, subject_split
+from training.evaluate import run_model, summarize, write_metrics
+from training.export import ExportError, read_export, verify_export
+from training.losses import multitask_loss
+from training.model import CMTNet, build_model
+from training.plots import plot_loss_curves
+from training.runtime import resolve_device, seed_everything
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int, int, dict[str, Any]], None]
+
+PAPER_LR = 5e-5  # the paper's rate; it assumes an ImageNet-initialised encoder
+SCRATCH_LR = 1e-3  # BENCHMARKS.md: what works from scratch
+COSINE_FLOOR = 0.01  # cosine schedule ends at 1% of the base rate, not at zero
+
+
+@dataclass
+class TrainResult:
+    """Where the run's outputs are, and the best checkpoint's test metrics ({} if not evaluated)."""
+
+    run_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def learning_rate(base: float, epoch: int, epochs: int, schedule: str) -> float:
+    """Learning rate of a 0-based epoch: constant, or cosine from ``base`` down to 1% of it."""
+    if schedule == "constant" or epochs <= 1:
+        return base
+    progress = epoch / (epochs - 1)
+    return base * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@contextmanager
+def _log_to(path: Path) -> Iterator[None]:
+    """Copy the ``training`` package's log records into the run directory for the run's duration."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    package_logger = logging.getLogger("training")
+    previous_level = package_logger.level
+    package_logger.addHandler(handler)
+    if package_logger.getEffectiveLevel() > logging.INFO:
+        package_logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(previous_level)
+        handler.close()
+
+
+def _read_history(path: Path, up_to_epoch: int) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row for row in rows if row["epoch"] <= up_to_epoch]
+
+
+def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in history), encoding="utf-8")
+
+
+def train(config: TrainConfig, progress: ProgressCallback | None = None) -> TrainResult:
+    """Train CMTNet as configured; see the module docstring for what the run directory receives.
+
+    Raises ``ExportError`` when the export is unusable (failed verification, no training images).
+    """
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with _log_to(run_dir / "train.log"):
+        return _train(config, run_dir, progress)
+
+
+def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None) -> TrainResult:
+    started = time.monotonic()
+    export = read_export(config.export_dir)
+    if config.verify:
+        problems = verify_export(export.root)
+        if problems:
+            shown = "\n  ".join(problems[:20])
+            raise ExportError(f"{export.root}: export verification failed ({len(problems)} problems):\n  {shown}")
+    train_records, val_records = subject_split(export.split("train"), config.val_fraction, config.seed)
+    if not train_records:
+        raise ExportError(f"{export.root}: no images in the train split")
+    device = resolve_device(config.device)
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+
+    # --- model, normalisation, learning rate: fresh or from last.pt ---------------------------------
+    resume_from = load_checkpoint(last_path) if config.resume and last_path.is_file() else None
+    if config.resume and resume_from is None:
+        log.info("no %s to resume from; starting a new run", last_path)
+    seed_everything(config.seed)
+    if resume_from is not None:
+        model_config = model_config_from_dict(resume_from["config"])
+        _check_same_architecture(model_config_to_dict(config.model), resume_from["config"])
+        model = CMTNet(model_config)
+        model.load_state_dict(resume_from["state_dict"])
+        normalization = resume_from["normalization"]
+        state = resume_from["resume_state"]
+        base_lr, pretrained_loaded = float(state["base_lr"]), bool(state["pretrained_loaded"])
+        start_epoch, best_score, best_epoch = int(resume_from["epoch"]), state["best_score"], state["best_epoch"]
+        log.info("resuming %s after epoch %d", run_dir, start_epoch)
+    else:
+        model, pretrained_loaded = build_model(config.model)
+        normalization = None
+        base_lr = config.lr if config.lr is not None else (PAPER_LR if pretrained_loaded else SCRATCH_LR)
+        start_epoch, best_score, best_epoch = 0, None, 0
+    model_config = model.config
+
+    def dataset(records, augment):
+        return ExportDataset(
+            export.root,
+            records,
+            image_size=model_config.image_size,
+            in_channels=model_config.in_channels,
+            normalization=normalization,
+            augment=augment,
+            seed=config.seed,
+            cache=config.cache_images,
+        )
+
+    train_set = dataset(train_records, config.augment)
+    if config.cache_images:
+        train_set.preload(progress=config.progress_bar)
+    if normalization is None:
+        # ImageNet statistics go with ImageNet weights; from scratch, the training images' own.
+        normalization = (
+            {k: v[: model_config.in_channels] for k, v in IMAGENET_NORMALIZATION.items()}
+            if pretrained_loaded and model_config.in_channels == 3
+            else compute_normalization(train_set)
+        )
+    train_set.normalization = normalization
+    val_set = dataset(val_records, None)
+
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=base_lr, weight_decay=config.weight_decay)
+    if resume_from is not None:
+        optimizer.load_state_dict(resume_from["optimizer_state"])
+
+    resolved = {
+        "lr": base_lr,
+        "pretrained_loaded": pretrained_loaded,
+        "normalization": normalization,
+        "device": str(device),
+        "train_images": len(train_records),
+        "train_samples_per_epoch": len(train_set),
+        "val_images": len(val_records),
+        "test_images": len(export.split("test")),
+        "export": export.identity,
+    }
+    (run_dir / "config.json").write_text(
+        json.dumps({**config.to_dict(), "resolved": resolved}, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
+    log.info(
+        "training on %s: %d images (%d samples/epoch with augmentation), %d validation, lr %g, %s",
+        device, len(train_records), len(train_set), len(val_records), base_lr, "ImageNet encoder" if pretrained_loaded else "from scratch",
+    )
+
+    history = _read_history(run_dir / "metrics.jsonl", start_epoch)
+    checkpoint_common = {
+        "normalization": normalization,
+        "export": export.identity,
+        "train_config": config.to_dict(),
+    }
+
+    for epoch in range(start_epoch, config.epochs):
+        epoch_started = time.monotonic()
+        lr = learning_rate(base_lr, epoch, config.epochs, config.schedule)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        train_loss, train_parts, steps = _train_epoch(model, train_set, optimizer, config, device, epoch, lr, progress)
+
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_parts": train_parts}
+        if len(val_set):
+            val = summarize(run_model(model, val_set, device=device, batch_size=config.batch_size, loss_config=config.loss, amp=config.amp))
+            row["val_loss"] = val.get("loss")
+            row.update({f"val_{k}": val[k] for k in ("lung_dice", "lung_box_iou", "disease_dice", "covid_auc", "healthy_accuracy")})
+        row["seconds"] = round(time.monotonic() - epoch_started, 2)
+        score = row.get("val_loss", train_loss)
+        improved = best_score is None or (score is not None and score < best_score)
+        if improved:
+            best_score, best_epoch = score, epoch + 1
+        row["best_epoch"] = best_epoch
+        history.append(row)
+        _write_history(run_dir / "metrics.jsonl", history)
+        plot_loss_curves(history, run_dir / "loss_curves.png")
+
+        if improved:
+            save_checkpoint(best_path, model, epoch=epoch + 1, **checkpoint_common)
+        save_checkpoint(
+            last_path,
+            model,
+            epoch=epoch + 1,
+            optimizer_state=optimizer.state_dict(),
+            resume_state={"best_score": best_score, "best_epoch": best_epoch, "base_lr": base_lr, "pretrained_loaded": pretrained_loaded},
+            **checkpoint_common,
+        )
+        log.info(
+            "epoch %d/%d: train loss %.4f, val loss %s, %.1fs",
+            epoch + 1, config.epochs, train_loss, f"{row['val_loss']:.4f}" if row.get("val_loss") is not None else "-", row["seconds"],
+        )
+        if progress is not None:
+            progress(epoch + 1, steps, steps, row)
+
+    metrics: dict[str, Any] = {}
+    test_records = export.split("test")
+    if config.evaluate_test and test_records and best_path.is_file():
+        metrics = _score_on_test(best_path, export.root, test_records, config, device, run_dir)
+    log.info("run finished in %.1fs; best epoch %d", time.monotonic() - started, best_epoch)
+    return TrainResult(run_dir=run_dir, best_checkpoint=best_path, last_checkpoint=last_path, metrics=metrics, history=history)
+
+
+def _drop_last(n: int, batch_size: int) -> bool:
+    # A final batch of one image breaks BatchNorm (one value per channel at the 1x1 bottleneck of small
+    # inputs); drop it rather than crash. It is a different image every epoch (shuffled).
+    return n > batch_size and n % batch_size == 1
+
+
+def _train_epoch(
+    model: CMTNet,
+    train_set: ExportDataset,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    device: torch.device,
+    epoch: int,
+    lr: float,
+    progress: ProgressCallback | None,
+) -> tuple[float, dict[str, float], int]:
+    """One pass over the shuffled training samples; returns (mean loss, mean loss per task, steps)."""
+    model.train()
+    train_set.set_epoch(epoch)
+    # The shuffle order depends only on (seed, epoch), so a resumed run repeats it exactly.
+    generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+    loader = DataLoader(
+        train_set,
+        batch_size=config.batch_size,
+        shuffle=True,
+        generator=generator,
+        num_workers=config.workers,
+        drop_last=_drop_last(len(train_set), config.batch_size),
+        pin_memory=device.type == "cuda",
+    )
+    total_steps = len(loader)
+    iterator = loader
+    if config.progress_bar:
+        from tqdm import tqdm
+
+        iterator = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
+    use_amp = config.amp and device.type == "cuda"
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    seen = 0
+    loss_sum = 0.0
+    for step, batch in enumerate(iterator):
+        images = batch["image"].to(device, non_blocking=True)
+        if device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            output = model(images)
+        loss = multitask_loss(output, batch, config.loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.total.backward()
+        optimizer.step()
+
+        n = len(images)
+        seen += n
+        loss_sum += loss.parts["total"] * n
+        for name, value in loss.parts.items():
+            if name != "total":
+                sums[name] = sums.get(name, 0.0) + value * n
+                counts[name] = counts.get(name, 0) + n
+        running = loss_sum / seen
+        if config.progress_bar:
+            iterator.set_postfix(loss=f"{running:.4f}")
+        if progress is not None:
+            progress(epoch + 1, step + 1, total_steps, {"loss": running, "lr": lr})
+    parts = {name: sums[name] / counts[name] for name in sums}
+    return (loss_sum / seen if seen else float("nan")), parts, total_steps
+
+
+def _check_same_architecture(requested: dict[str, Any], stored: dict[str, Any]) -> None:
+    for key in ("width", "image_size", "in_channels", "tasks"):
+        if requested.get(key) != stored.get(key):
+            raise ValueError(
+                f"cannot resume: the run's checkpoint has {key}={stored.get(key)!r} but {requested.get(key)!r} was requested"
+            )
+
+
+def _score_on_test(
+    best_path: Path,
+    export_root: Path,
+    test_records: list,
+    config: TrainConfig,
+    device: torch.device,
+    run_dir: Path,
+) -> dict[str, Any]:
+    """Score best.pt on the test split, write test_metrics.json and roc.png, store the metrics in best.pt.
+
+    last.pt is left alone: it is the resume point, and its weights may not be the best epoch's.
+    """
+    from training.checkpoint import load_model
+
+    model, best = load_model(best_path, device)
+    test_set = ExportDataset(
+        export_root,
+        test_records,
+        image_size=model.config.image_size,
+        in_channels=model.config.in_channels,
+        normalization=best["normalization"],
+        augment=None,
+        cache=False,
+    )
+    metrics = summarize(run_model(model, test_set, device=device, batch_size=config.batch_size, progress=config.progress_bar, amp=config.amp))
+    metrics["split"] = "test"
+    metrics["epoch"] = best["epoch"]
+    write_metrics(metrics, run_dir / "test_metrics.json", roc_title="COVID ROC (test split)")
+    best["metrics"] = metrics
+    write_checkpoint(best_path, best)
+    log.info(
+        "test split: lung Dice %s, lung box IoU %s, COVID AUC %s",
+        _fmt(metrics.get("lung_dice")), _fmt(metrics.get("lung_box_iou")), _fmt(metrics.get("covid_auc")),
+    )
+    return metrics
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
