@@ -221,10 +221,12 @@ class Gunicorn:
 
 
 class Api:
-    """One person's keep-alive HTTP connection with their token."""
+    """One person's HTTP client with their token. By default one connection per request, as nginx
+    talks to gunicorn (deploy/nginx.conf: no upstream keep-alive), which also spreads the requests
+    over gunicorn's workers; ``keep_alive`` pins a person to one worker instead."""
 
-    def __init__(self, port: int, token: str, timeout: float = 30.0) -> None:
-        self.port, self.timeout = port, timeout
+    def __init__(self, port: int, token: str, timeout: float = 30.0, *, keep_alive: bool = False) -> None:
+        self.port, self.timeout, self.keep_alive = port, timeout, keep_alive
         self.headers = {"Authorization": f"Token {token}", "Content-Type": "application/json", "Accept": "application/json"}
         self.conn: http.client.HTTPConnection | None = None
 
@@ -239,6 +241,9 @@ class Api:
             response = self.conn.getresponse()
             raw = response.read()
             status = response.status
+            if not self.keep_alive:
+                self.conn.close()
+                self.conn = None
         except (OSError, http.client.HTTPException):
             if self.conn is not None:
                 self.conn.close()
@@ -370,6 +375,8 @@ def print_table(result: dict) -> None:
     print(f"{'all':<18}{result['requests']:>9}{result['requests_per_s']:>8}{'':>27}{result['errors']:>8}")
     lost = result["lost_writes"]
     print(f"acknowledged: {result['acknowledged']}; lost: {lost}")
+    machine = result["machine"]
+    print(f"{machine['cpus']} CPUs; load average {machine['load_average_before']} before, {machine['load_average_after']} after")
     print(f"Label Studio (50 annotators): {LABEL_STUDIO['requests_per_s']} requests/s, save p95 {LABEL_STUDIO['save_p95_ms']} ms")
 
 
@@ -398,7 +405,8 @@ def run(args: argparse.Namespace) -> dict:
             threading.Thread(target=annotator_loop, args=(Api(gunicorn.port, token), rec, stop, i * 1000), daemon=True)
             for i, token in enumerate(seeded["tokens"]["annotator"])
         ] + [threading.Thread(target=radiologist_loop, args=(Api(gunicorn.port, token), rec, stop), daemon=True) for token in seeded["tokens"]["radiologist"]]
-        print(f"{len(threads)} simulated people for {args.duration} s against {gunicorn.base} ...", flush=True)
+        load_before = round(os.getloadavg()[0], 2)
+        print(f"{len(threads)} simulated people for {args.duration} s against {gunicorn.base} (load average {load_before}) ...", flush=True)
         started = time.perf_counter()
         for thread in threads:
             thread.start()
@@ -410,7 +418,12 @@ def run(args: argparse.Namespace) -> dict:
         result = {
             "benchmark": "web workload (BENCHMARKS.md): closed-loop annotators and radiologists",
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+            "machine": {
+                "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                # Other work on the machine competes for the same cores: the 1-minute load average
+                # before and after the run says how much (the run itself adds about its own share).
+                "load_average_before": load_before, "load_average_after": round(os.getloadavg()[0], 2),
+            },
             "config": {
                 "annotators": args.annotators, "radiologists": args.radiologists, "duration_s": args.duration,
                 "workers": args.workers, "threads": args.threads, "radiographs": seeded["radiographs"],

@@ -3,7 +3,6 @@ start from, idempotence, poison radiographs, and human work that is never overwr
 from __future__ import annotations
 
 import pytest
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.test import override_settings
 

@@ -47,7 +47,14 @@ def test_the_gate_tolerance_allows_noise_but_not_a_real_drop():
 
 @pytest.fixture
 def lung_truth(db):
-    """A few small sample images with the sample's own lung boxes (imported ground truth)."""
+    """A few small sample images with the sample's own lung boxes (imported ground truth).
+
+    Retraining exports every dataset: radiographs other tests committed (the session-wide sample
+    import) are removed inside this test's transaction, so the run trains on these few only.
+    """
+    from annotator.models import Radiograph
+
+    Radiograph.objects.all().delete()
     report = import_files(small_sample_images(12, lung_boxes_only=True), dataset="truth")
     lung_boxes_import(dataset=report_dataset(report), path=SAMPLE / "annotations" / "lung_boxes.json")
     return report

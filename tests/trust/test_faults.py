@@ -167,6 +167,7 @@ def celery_broker(url: str):
 def test_a_redis_restart_while_a_batch_is_queued_still_predicts_each_radiograph_once(celery_worker, register, checkpoints):
     from annotator.models import Radiograph
     from inference.models import Prediction, PreannotationItem
+    from inference.services import model_version_activate
     from inference.services.preannotation import preannotation_request
 
     try:
@@ -175,7 +176,9 @@ def test_a_redis_restart_while_a_batch_is_queued_still_predicts_each_radiograph_
         pytest.skip(str(exc))
     try:
         with celery_broker(redis.url):
-            model = register(checkpoints["plumbing"], name="tiny-redis", activate=True)
+            # Active without pre-annotating what else the database holds: only this batch is queued.
+            model = register(checkpoints["plumbing"], name="tiny-redis", activate=False)
+            model_version_activate(model_version_id=model.pk, preannotate=False)
             radiographs = [RadiographFactory() for _ in range(8)]
             ids = [r.id for r in radiographs]
             worker = celery_worker(
