@@ -217,6 +217,38 @@ class Gunicorn:
         self.log_path.unlink(missing_ok=True)
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of processes so far (Linux /proc; 0 where unavailable)."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def database_backends(database_url: str) -> list[int]:
+    import psycopg
+
+    name = urlsplit(database_url).path.lstrip("/")
+    with psycopg.connect(database_url) as conn:
+        return [pid for (pid,) in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,))]
+
+
 # --- the simulated people ----------------------------------------------------------------------------
 
 
@@ -377,6 +409,7 @@ def print_table(result: dict) -> None:
     print(f"acknowledged: {result['acknowledged']}; lost: {lost}")
     machine = result["machine"]
     print(f"{machine['cpus']} CPUs; load average {machine['load_average_before']} before, {machine['load_average_after']} after")
+    print(f"CPU per request (ms): {result['cpu_ms_per_request']}")
     print(f"Label Studio (50 annotators): {LABEL_STUDIO['requests_per_s']} requests/s, save p95 {LABEL_STUDIO['save_p95_ms']} ms")
 
 
@@ -406,6 +439,9 @@ def run(args: argparse.Namespace) -> dict:
             for i, token in enumerate(seeded["tokens"]["annotator"])
         ] + [threading.Thread(target=radiologist_loop, args=(Api(gunicorn.port, token), rec, stop), daemon=True) for token in seeded["tokens"]["radiologist"]]
         load_before = round(os.getloadavg()[0], 2)
+        server_pids = [gunicorn.process.pid, *children(gunicorn.process.pid)]
+        server_cpu = cpu_seconds(server_pids)
+        client_cpu = time.process_time()
         print(f"{len(threads)} simulated people for {args.duration} s against {gunicorn.base} (load average {load_before}) ...", flush=True)
         started = time.perf_counter()
         for thread in threads:
@@ -415,6 +451,9 @@ def run(args: argparse.Namespace) -> dict:
         for thread in threads:
             thread.join(timeout=60)
         elapsed = time.perf_counter() - started
+        server_cpu = cpu_seconds(server_pids) - server_cpu
+        database_cpu = cpu_seconds(database_backends(database_url))  # backends opened during the run
+        client_cpu = time.process_time() - client_cpu
         result = {
             "benchmark": "web workload (BENCHMARKS.md): closed-loop annotators and radiologists",
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -429,10 +468,17 @@ def run(args: argparse.Namespace) -> dict:
                 "workers": args.workers, "threads": args.threads, "radiographs": seeded["radiographs"],
             },
             **summarise(rec, elapsed),
+            # CPU spent per request by each party: what the run costs on any machine, however busy.
+            "cpu_ms_per_request": {},
             "acknowledged": {"saves": len(rec.saves), "region decisions": len(rec.decisions), "accepts": len(rec.accepts)},
             "lost_writes": lost_writes(database_url, rec),
             "label_studio_50_annotators": LABEL_STUDIO,
         }
+        if result["requests"]:
+            per = 1000 / result["requests"]
+            result["cpu_ms_per_request"] = {
+                "gunicorn": round(server_cpu * per, 2), "postgresql": round(database_cpu * per, 2), "load generator": round(client_cpu * per, 2),
+            }
         save = result["endpoints"].get("save annotation", {})
         result["targets"] = {
             "throughput_x_label_studio": round(result["requests_per_s"] / LABEL_STUDIO["requests_per_s"], 1),

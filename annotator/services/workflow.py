@@ -66,11 +66,15 @@ def _role_source(user) -> str:
     return Provenance.RADIOLOGIST if can(user, "review") else Provenance.ANNOTATOR
 
 
-def _claim(*, radiograph_id: int, user, version: int | None, states, changes: dict[str, Any]) -> Radiograph:
+def _claim(
+    *, radiograph_id: int, user, version: int | None, states, changes: dict[str, Any], loaded: Radiograph | None = None
+) -> Radiograph:
     """Bump the version of a radiograph in one of ``states`` if it is still at ``version``.
 
     One UPDATE decides: either this save is based on the current version, or nothing changes and
-    the caller learns why (stale version, or a state that does not allow it).
+    the caller learns why (stale version, or a state that does not allow it). ``loaded`` is the row
+    as the caller read it in this transaction: when the UPDATE succeeds it was at ``version``, so
+    applying ``changes`` to it gives the stored row without reading it again (a save's hot path).
     """
     if version is None:
         raise VersionRequired("Send the version your edit is based on ('version').")
@@ -78,9 +82,15 @@ def _claim(*, radiograph_id: int, user, version: int | None, states, changes: di
         version = int(version)
     except (TypeError, ValueError):
         raise InvalidInput("'version' must be an integer.") from None
+    now = timezone.now()
     updated = Radiograph.objects.filter(pk=radiograph_id, version=version, state__in=list(states)).update(
-        version=F("version") + 1, updated_at=timezone.now(), **changes
+        version=F("version") + 1, updated_at=now, **changes
     )
+    if updated and loaded is not None and loaded.version == version:
+        for name, value in changes.items():
+            setattr(loaded, name, value)
+        loaded.version, loaded.updated_at = version + 1, now
+        return loaded
     radiograph = Radiograph.objects.filter(pk=radiograph_id).first()
     if radiograph is None:
         raise NotFound("No such radiograph.")
@@ -136,9 +146,10 @@ def annotation_save(
         changes["view"] = view
     now = timezone.now()
     with transaction.atomic():
-        current = Radiograph.objects.filter(pk=radiograph_id).values("width", "height", "state").first()
-        if current is None:
+        loaded = Radiograph.objects.filter(pk=radiograph_id).first()
+        if loaded is None:
             raise NotFound("No such radiograph.")
+        current = {"width": loaded.width, "height": loaded.height, "state": loaded.state}
         boxes = {
             "right": box_validate(right, width=current["width"], height=current["height"], name="right") if right is not None else None,
             "left": box_validate(left, width=current["width"], height=current["height"], name="left") if left is not None else None,
@@ -151,7 +162,7 @@ def annotation_save(
             changes.update(state=State.LUNGS_DONE, annotated_by=user, leased_to=None, lease_expires_at=None, return_comment="")
         else:
             changes.update(leased_to=user, lease_expires_at=now + timedelta(seconds=settings.LEASE_SECONDS))
-        radiograph = _claim(radiograph_id=radiograph_id, user=user, version=version, states=states, changes=changes)
+        radiograph = _claim(radiograph_id=radiograph_id, user=user, version=version, states=states, changes=changes, loaded=loaded)
         lungs = LungAnnotation.objects.create(
             radiograph=radiograph,
             version=radiograph.version,
@@ -306,7 +317,9 @@ def radiograph_accept(
                 changes[f"{name}_source"] = Provenance.RADIOLOGIST
         changes.update(state=State.ACCEPTED, reviewed_by=user, findings_complete=True, leased_to=None, lease_expires_at=None)
         before = radiograph.state
-        radiograph = _claim(radiograph_id=radiograph_id, user=user, version=version, states={State.LUNGS_DONE, State.IN_REVIEW}, changes=changes)
+        radiograph = _claim(
+            radiograph_id=radiograph_id, user=user, version=version, states={State.LUNGS_DONE, State.IN_REVIEW}, changes=changes, loaded=radiograph
+        )
         LungAnnotation.objects.create(
             radiograph=radiograph,
             version=radiograph.version,

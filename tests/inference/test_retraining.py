@@ -147,6 +147,11 @@ def test_a_real_tiny_training_run_reports_progress_and_registers_its_candidate(l
 
 
 def test_a_failed_run_records_why_and_frees_the_slot(db):
+    from annotator.models import Dataset, Radiograph
+
+    # No dataset at all (data other tests committed is removed inside this test's transaction).
+    Radiograph.objects.all().delete()
+    Dataset.objects.all().delete()
     run = training_run_execute(training_run_id=training_run_start(trigger="manual").pk)  # no dataset at all
     assert run.status == "failed" and run.live is None
     assert "no dataset to train on" in run.log
