@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--iters", type=int, default=6, help="timed batch-1 calls per variant (batch 8: a third)")
+    parser.add_argument("--iters", type=int, default=5, help="timed batch-1 calls per variant (batch 8: a third)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch-sizes", default="1,8")
     parser.add_argument("--variants", help="comma list of eager, channels_last, fused_bn, fused_bn_cl, predictor, compile")
