@@ -34,7 +34,9 @@ def real_password_hashers(fast_passwords, settings):
 
 
 def _production(args: list[str], **env) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "PSEUDONYM_KEY")}
+    # Not the test process's own overrides (the browser tests set DJANGO_ALLOW_ASYNC_UNSAFE).
+    skip = ("SECRET_KEY", "DEBUG", "PSEUDONYM_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    environment = {k: v for k, v in os.environ.items() if k not in skip}
     environment.update(DJANGO_SETTINGS_MODULE="config.settings.production", **env)
     return subprocess.run([sys.executable, *args], cwd=REPO, env=environment, capture_output=True, text=True, timeout=120)
 
@@ -174,6 +176,9 @@ LISTS = [r for r in ROUTES if r.is_api and "GET" in r.methods() and "<" not in r
 
 @pytest.fixture
 def mixed_data(db, make_user):
+    from annotator.models import Radiograph as Stored
+
+    Stored.objects.all().delete()  # only this test's radiographs (rows others committed go in this transaction)
     for name, states in (("alpha", ["preannotated", "accepted", "returned"]), ("beta", ["imported", "lungs_done"])):
         dataset = DatasetFactory(name=name)
         for state in states:
@@ -194,7 +199,9 @@ def test_client_supplied_orm_expressions_are_ignored(route, mixed_data):
         response = mixed_data.get(path, query)
         assert response.status_code in (200, 400, 404), (path, query, response.status_code)
         if response.status_code == 200:
-            assert response.json() == baseline.json(), (path, query)
+            # Pagination links echo the query string; the data must not change.
+            strip = lambda body: {k: v for k, v in body.items() if k not in ("next", "previous")} if isinstance(body, dict) else body  # noqa: E731
+            assert strip(response.json()) == strip(baseline.json()), (path, query)
         assert b"argon2" not in response.content and b"pbkdf2" not in response.content
 
 
