@@ -27,14 +27,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results" / "export_speed.json"
-SAMPLE = Path(os.environ.get("LUNGMARK_SAMPLE_DATA", REPO.parent / "shared" / "data" / "cxr-sample"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repository root
+from bench.common import REPO, RESULTS_DIR, SAMPLE, throwaway_postgres  # noqa: E402
+
+RESULTS = RESULTS_DIR / "export_speed.json"
 
 
 def parse_args() -> argparse.Namespace:
@@ -49,21 +48,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--target", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args()
 
-
-def throwaway_postgres(url: str):
-    import psycopg
-
-    parts = urlsplit(url)
-    name = f"lungmark_bench_{uuid.uuid4().hex[:8]}"
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return urlunsplit(parts._replace(path=f"/{name}")), drop
 
 
 def django_setup() -> None:

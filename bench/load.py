@@ -39,10 +39,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results" / "load.json"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repository root
+from bench.common import REPO, RESULTS_DIR, throwaway_postgres  # noqa: E402
+
+RESULTS = RESULTS_DIR / "load.json"
 RIGHT = [10, 20, 90, 140]
 LEFT = [110, 20, 190, 140]
 # Label Studio on this machine, 50 annotators (BENCHMARKS.md): the figures to beat.
@@ -440,14 +442,8 @@ def print_table(result: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    server = urlsplit(args.database_url)
-    name = f"lungmark_bench_{uuid.uuid4().hex[:8]}"
-    database_url = urlunsplit(server._replace(path=f"/{name}"))
-    import psycopg
-
-    admin_url = urlunsplit(server._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    database_url, drop = throwaway_postgres(args.database_url)
+    name = urlsplit(database_url).path.lstrip("/")
     media = Path(tempfile.mkdtemp(prefix="lungmark-bench-")) / "media"
     media.mkdir()
     env = server_env(database_url, media)
@@ -523,8 +519,7 @@ def run(args: argparse.Namespace) -> dict:
             gunicorn.stop()
         shutil.rmtree(media.parent, ignore_errors=True)
         if not args.keep:
-            with psycopg.connect(admin_url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop()
 
 
 def main() -> None:

@@ -6,8 +6,9 @@ commit), one worker process (``celery -A config worker -Q gpu -c 1``, prefetch 1
 clock stops when the last prediction is stored. Bare: the same ``training.serve.Predictor`` on the
 same images' decoded pixels, in this process, one at a time. The target is end-to-end >= 0.8 x bare.
 
+    python bench/preannotate_throughput.py                       # the paper's CMTNet (width 1, 224 px), 20 images
     python bench/preannotate_throughput.py --width 0.25 --image-size 128 --count 40
-    python bench/preannotate_throughput.py --width 1 --image-size 224 --count 10 --broker filesystem
+    python bench/preannotate_throughput.py --count 10 --broker filesystem
 
 Database: ``--database-url`` (or ``BENCH_DATABASE_URL``) names a PostgreSQL server; a throw-away
 database is created on it and dropped afterwards. Without one, a throw-away SQLite file is used.
@@ -31,18 +32,19 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results" / "preannotate_throughput.json"
-SAMPLE = Path(os.environ.get("LUNGMARK_SAMPLE_DATA", REPO.parent / "shared" / "data" / "cxr-sample"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repository root
+from bench.common import REPO, RESULTS_DIR, SAMPLE, throwaway_postgres  # noqa: E402
+
+RESULTS = RESULTS_DIR / "preannotate_throughput.json"
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--width", type=float, default=0.25, help="CMTNet width multiplier (paper: 1)")
-    parser.add_argument("--image-size", type=int, default=128, help="model input side in px (paper: 224)")
-    parser.add_argument("--count", type=int, default=40, help="radiographs pre-annotated in the timed batch")
+    parser.add_argument("--width", type=float, default=1.0, help="CMTNet width multiplier (1: the paper's, the configuration bench/model_speed.py times)")
+    parser.add_argument("--image-size", type=int, default=224, help="model input side in px (paper: 224)")
+    parser.add_argument("--count", type=int, default=20, help="radiographs pre-annotated in the timed batch")
     parser.add_argument("--broker", choices=("redis", "filesystem"), default="redis")
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"))
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", ""))
@@ -54,23 +56,6 @@ def parse_args() -> argparse.Namespace:
 
 
 # --- environment: throw-away database, media and broker ------------------------------------------
-
-
-def throwaway_postgres(url: str) -> tuple[str, callable]:
-    """Create a fresh database on the server of ``url``; returns its URL and a function to drop it."""
-    import psycopg
-
-    parts = urlsplit(url)
-    name = f"lungmark_bench_{uuid.uuid4().hex[:8]}"
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return urlunsplit(parts._replace(path=f"/{name}")), drop
 
 
 def configure(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, str], callable]:
@@ -226,15 +211,15 @@ def bare(checkpoint: str, radiographs, earlier_rounds: list[float]) -> dict:
     predictor = Predictor(checkpoint, threads=_threads())
     images = [radiograph_pixels(r) for r in radiographs]
     # For the breakdown: what the worker adds around the model (decoding, suggestions).
-    from inference.conf import setting
+    from django.conf import settings
     from inference.suggestions import suggestion_from_prediction
 
     clock = time.perf_counter()
     for radiograph in radiographs:
         image = radiograph_pixels(radiograph)
         suggestion_from_prediction(
-            predictor.predict(image), shape=image.shape, threshold=setting("PREANNOTATE_MASK_THRESHOLD"),
-            min_region_fraction=setting("PREANNOTATE_MIN_REGION_FRACTION"), max_regions=setting("PREANNOTATE_MAX_REGIONS"),
+            predictor.predict(image), shape=image.shape, threshold=settings.PREANNOTATE_MASK_THRESHOLD,
+            min_region_fraction=settings.PREANNOTATE_MIN_REGION_FRACTION, max_regions=settings.PREANNOTATE_MAX_REGIONS,
         )
     pipeline = time.perf_counter() - clock
     return {

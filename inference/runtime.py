@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.core.files.storage import default_storage
 
-from .conf import setting
 
 if TYPE_CHECKING:  # pragma: no cover
     from training.serve import Predictor
@@ -40,11 +40,11 @@ def predictor_for(model_version: "ModelVersion") -> "Predictor":
         from training.serve import Predictor
 
         started = time.monotonic()
-        threads = setting("INFERENCE_THREADS") or None
+        threads = settings.INFERENCE_THREADS or None
         if _cache:  # a promotion happened: drop the old model before loading the new one
             _cache.clear()
             _release_gpu_memory()
-        predictor = Predictor(checkpoint_local_path(model_version), device=setting("INFERENCE_DEVICE"), threads=threads)
+        predictor = Predictor(checkpoint_local_path(model_version), device=settings.INFERENCE_DEVICE, threads=threads)
         _cache[model_version.sha256] = predictor
         logger.info("loaded model %s (%s) in %.2fs on %s", model_version.name, model_version.sha256[:12], time.monotonic() - started, predictor.device)
         return predictor

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from .conf import setting
+from django.conf import settings
 from .services import radiograph_preannotate, training_run_execute, training_run_start_if_due
 
-_PREANNOTATE_LIMIT = setting("PREANNOTATE_TIME_LIMIT")
+_PREANNOTATE_LIMIT = settings.PREANNOTATE_TIME_LIMIT
 
 
 @shared_task(

@@ -114,14 +114,16 @@ def lung_annotation_save(
     )
 
 
-def lung_boxes_import(*, dataset: Dataset, path: Path, actor=None) -> dict:
-    """COCO boxes with categories ``Right Lung`` / ``Left Lung`` (patient sides), two per image."""
+def _coco_import(*, dataset: Dataset, path: Path, keep, store) -> dict:
+    """The loop both COCO lung imports share: annotations that ``keep(ann, category)`` accepts,
+    grouped by image; ``store(radiograph, anns)`` stores one image's and says whether it changed
+    anything. Unknown images and per-image errors go into the report; the rest still imports."""
     data = _load_json(Path(path))
     images = _coco_images(data)
     categories = _categories(data)
     by_image: dict = defaultdict(list)
     for ann in data["annotations"]:
-        if isinstance(ann, dict) and _key(ann.get("image_id")) in images:
+        if isinstance(ann, dict) and _key(ann.get("image_id")) in images and keep(ann, categories.get(_key(ann.get("category_id")), "")):
             by_image[ann["image_id"]].append(ann)
     report = _section()
     radiographs = _radiographs_by_name(dataset)
@@ -132,62 +134,54 @@ def lung_boxes_import(*, dataset: Dataset, path: Path, actor=None) -> dict:
             report["unknown_images"].append(name)
             continue
         try:
-            sides: dict = {"right": None, "left": None}
-            for ann in anns:
-                category = categories.get(_key(ann.get("category_id")), "")
-                side = "right" if "right" in category else "left" if "left" in category else None
-                if side is None or not isinstance(ann.get("bbox"), list):
-                    continue
-                sides[side] = coco_bbox_to_box(ann["bbox"], width=radiograph.width, height=radiograph.height)
-            if sides["right"] is None and sides["left"] is None:
-                raise InvalidInput("no Right Lung / Left Lung box")
-            changed = _lungs_store(radiograph=radiograph, right=sides["right"], left=sides["left"], mask=None, actor=actor, what="lung_boxes")
+            changed = store(radiograph, anns, categories)
         except (DomainError, *MALFORMED) as exc:
             report["errors"].append({"file": name, "error": _malformed(exc)})
             continue
         report["images" if changed else "unchanged"] += 1
     return report
+
+
+def lung_boxes_import(*, dataset: Dataset, path: Path, actor=None) -> dict:
+    """COCO boxes with categories ``Right Lung`` / ``Left Lung`` (patient sides), two per image."""
+
+    def store(radiograph: Radiograph, anns: list, categories: dict) -> bool:
+        sides: dict = {"right": None, "left": None}
+        for ann in anns:
+            category = categories.get(_key(ann.get("category_id")), "")
+            side = "right" if "right" in category else "left" if "left" in category else None
+            if side is None or not isinstance(ann.get("bbox"), list):
+                continue
+            sides[side] = coco_bbox_to_box(ann["bbox"], width=radiograph.width, height=radiograph.height)
+        if sides["right"] is None and sides["left"] is None:
+            raise InvalidInput("no Right Lung / Left Lung box")
+        return _lungs_store(radiograph=radiograph, right=sides["right"], left=sides["left"], mask=None, actor=actor, what="lung_boxes")
+
+    return _coco_import(dataset=dataset, path=path, keep=lambda ann, category: True, store=store)
 
 
 def lung_polygons_import(*, dataset: Dataset, path: Path, actor=None) -> dict:
     """COCO polygons (category ``Lung``; ``Ignore`` regions are skipped): rasterised, boxes derived."""
-    data = _load_json(Path(path))
-    images = _coco_images(data)
-    categories = _categories(data)
-    by_image: dict = defaultdict(list)
-    for ann in data["annotations"]:
-        if not isinstance(ann, dict) or _key(ann.get("image_id")) not in images:
-            continue
-        if categories.get(_key(ann.get("category_id"))) != "lung" or not isinstance(ann.get("segmentation"), list):
-            continue
-        by_image[ann["image_id"]].append(ann)
-    report = _section()
-    radiographs = _radiographs_by_name(dataset)
-    for image_id, anns in by_image.items():
-        name = images[image_id]
-        radiograph = radiographs.get(name)
-        if radiograph is None:
-            report["unknown_images"].append(name)
-            continue
-        try:
-            boxes, polygons = [], []
-            for ann in anns:
-                shapes = [p for p in ann["segmentation"] if isinstance(p, list) and len(p) >= 6]
-                lung = polygons_rasterise(width=radiograph.width, height=radiograph.height, polygons=shapes)
-                box = mask_bbox(lung)
-                if box is not None:
-                    boxes.append(box)
-                    polygons.extend(shapes)
-            if not boxes:
-                raise InvalidInput("no lung polygon with area inside the image")
-            mask = polygons_rasterise(width=radiograph.width, height=radiograph.height, polygons=polygons)
-            sides = sides_from_boxes(boxes if len(boxes) <= 2 else _two_sides(boxes, radiograph.width), width=radiograph.width)
-            changed = _lungs_store(radiograph=radiograph, right=sides["right"], left=sides["left"], mask=mask, actor=actor, what="lung_polygons")
-        except (DomainError, *MALFORMED) as exc:
-            report["errors"].append({"file": name, "error": _malformed(exc)})
-            continue
-        report["images" if changed else "unchanged"] += 1
-    return report
+
+    def store(radiograph: Radiograph, anns: list, categories: dict) -> bool:
+        boxes, polygons = [], []
+        for ann in anns:
+            shapes = [p for p in ann["segmentation"] if isinstance(p, list) and len(p) >= 6]
+            lung = polygons_rasterise(width=radiograph.width, height=radiograph.height, polygons=shapes)
+            box = mask_bbox(lung)
+            if box is not None:
+                boxes.append(box)
+                polygons.extend(shapes)
+        if not boxes:
+            raise InvalidInput("no lung polygon with area inside the image")
+        mask = polygons_rasterise(width=radiograph.width, height=radiograph.height, polygons=polygons)
+        sides = sides_from_boxes(boxes if len(boxes) <= 2 else _two_sides(boxes, radiograph.width), width=radiograph.width)
+        return _lungs_store(radiograph=radiograph, right=sides["right"], left=sides["left"], mask=mask, actor=actor, what="lung_polygons")
+
+    def keep(ann: dict, category: str) -> bool:
+        return category == "lung" and isinstance(ann.get("segmentation"), list)
+
+    return _coco_import(dataset=dataset, path=path, keep=keep, store=store)
 
 
 def _two_sides(boxes: list, width: int) -> list:

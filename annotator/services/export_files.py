@@ -19,23 +19,12 @@ from typing import IO, Any, Iterable, Sequence
 import numpy as np
 from PIL import Image
 
+# The format and labels.csv columns are the training reader's: one definition of the contract.
+from training.export import EXPORT_FORMAT, LABEL_COLUMNS
+
 from ..errors import InvalidImage
 
-EXPORT_FORMAT = "lungmark-export/1"
-LABEL_COLUMNS: tuple[str, ...] = (
-    "image_id",
-    "subject_id",
-    "dataset",
-    "view",
-    "healthy",
-    "covid",
-    "other_disease",
-    "has_lung_mask",
-    "has_disease_mask",
-    "split",
-    "width",
-    "height",
-)
+
 # COCO category ids are fixed so that every snapshot numbers them the same way.
 LUNG_CATEGORIES = {"right": (1, "Right Lung"), "left": (2, "Left Lung")}
 FINDING_CATEGORY_NAMES = (

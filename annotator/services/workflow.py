@@ -190,16 +190,26 @@ def radiograph_exclude(*, radiograph_id: int, user, version: int | None, reason:
         raise NotAllowed("Your role does not allow this.")
     if reason not in ExclusionReason.values:
         raise InvalidInput(f"'reason' must be one of {', '.join(ExclusionReason.values)}.")
+    return _transition(
+        radiograph_id=radiograph_id,
+        user=user,
+        version=version,
+        states=_editable_states(user),
+        changes={"state": State.EXCLUDED, "excluded_reason": reason, "excluded_note": str(note)[:2000]},
+        action="excluded",
+        data={"reason": reason, "note": note},
+    )
+
+
+def _transition(*, radiograph_id: int, user, version: int | None, states, changes: dict[str, Any], action: str, data: dict) -> Radiograph:
+    """Move a radiograph to ``changes["state"]`` (releasing its lease) if it is in one of ``states``
+    at ``version``, and record the event, in one transaction."""
     with transaction.atomic():
         before = Radiograph.objects.filter(pk=radiograph_id).values_list("state", flat=True).first()
         radiograph = _claim(
-            radiograph_id=radiograph_id,
-            user=user,
-            version=version,
-            states=_editable_states(user),
-            changes={"state": State.EXCLUDED, "excluded_reason": reason, "excluded_note": str(note)[:2000], "leased_to": None, "lease_expires_at": None},
+            radiograph_id=radiograph_id, user=user, version=version, states=states, changes={**changes, "leased_to": None, "lease_expires_at": None}
         )
-        event_record(radiograph=radiograph, actor=user, action="excluded", from_state=before or "", to_state=State.EXCLUDED, data={"reason": reason, "note": note})
+        event_record(radiograph=radiograph, actor=user, action=action, from_state=before or "", to_state=changes["state"], data=data)
     return radiograph
 
 
@@ -317,17 +327,15 @@ def radiograph_return(*, radiograph_id: int, user, version: int | None, comment:
         raise NotAllowed("Only radiologists can return a radiograph.")
     if not str(comment or "").strip():
         raise InvalidInput("Say what the annotator should change ('comment').")
-    with transaction.atomic():
-        before = Radiograph.objects.filter(pk=radiograph_id).values_list("state", flat=True).first()
-        radiograph = _claim(
-            radiograph_id=radiograph_id,
-            user=user,
-            version=version,
-            states={State.LUNGS_DONE, State.IN_REVIEW},
-            changes={"state": State.RETURNED, "return_comment": str(comment)[:4000], "leased_to": None, "lease_expires_at": None},
-        )
-        event_record(radiograph=radiograph, actor=user, action="returned", from_state=before or "", to_state=State.RETURNED, data={"comment": comment})
-    return radiograph
+    return _transition(
+        radiograph_id=radiograph_id,
+        user=user,
+        version=version,
+        states={State.LUNGS_DONE, State.IN_REVIEW},
+        changes={"state": State.RETURNED, "return_comment": str(comment)[:4000]},
+        action="returned",
+        data={"comment": comment},
+    )
 
 
 def radiograph_accept(

@@ -205,6 +205,27 @@ CELERY_UNACKED_RESTORE_INTERVAL = env_int("CELERY_UNACKED_RESTORE_INTERVAL", 60)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # PREANNOTATE_MAX_ATTEMPTS: a radiograph that kills this many workers is marked failed.
 PREANNOTATE_MAX_ATTEMPTS = env_int("PREANNOTATE_MAX_ATTEMPTS", 3)
+# PREANNOTATE_REGION_LABEL: finding label of model-suggested disease regions (CMTNet predicts a mask,
+# not a finding); the radiologist changes it while reviewing.
+PREANNOTATE_REGION_LABEL = os.environ.get("PREANNOTATE_REGION_LABEL", "consolidation")
+# PREANNOTATE_MASK_THRESHOLD: probability above which a pixel is lung / disease.
+PREANNOTATE_MASK_THRESHOLD = float(os.environ.get("PREANNOTATE_MASK_THRESHOLD", "0.5"))
+# PREANNOTATE_MIN_REGION_FRACTION: smallest suggested region, as a fraction of the image's pixels.
+PREANNOTATE_MIN_REGION_FRACTION = float(os.environ.get("PREANNOTATE_MIN_REGION_FRACTION", "0.001"))
+# PREANNOTATE_MAX_REGIONS: most suggested regions kept per radiograph (the largest ones).
+PREANNOTATE_MAX_REGIONS = env_int("PREANNOTATE_MAX_REGIONS", 10)
+# PREANNOTATE_TIME_LIMIT: hard time limit (s) of one pre-annotation task; the soft limit is 30 s less.
+PREANNOTATE_TIME_LIMIT = env_int("PREANNOTATE_TIME_LIMIT", 600)
+# PREANNOTATE_TEST_DELAY: tests only: seconds a pre-annotation waits after counting its attempt.
+PREANNOTATE_TEST_DELAY = float(os.environ.get("PREANNOTATE_TEST_DELAY", "0"))
+# INFERENCE_DEVICE: device for model work; "auto" uses CUDA when the worker has it.
+INFERENCE_DEVICE = os.environ.get("INFERENCE_DEVICE", "auto")
+# INFERENCE_THREADS: CPU threads for inference in a worker process (0 = one per usable core).
+INFERENCE_THREADS = env_int("INFERENCE_THREADS", 0)
+# MODEL_MAX_BYTES: largest checkpoint the registry accepts.
+MODEL_MAX_BYTES = env_int("MODEL_MAX_BYTES", 2 * 1024**3)
+# PROMOTION_TOLERANCE: a candidate may be this much below the active model on a gate metric.
+PROMOTION_TOLERANCE = float(os.environ.get("PROMOTION_TOLERANCE", "0"))
 # RETRAIN_MIN_NEW_ACCEPTED: newly accepted radiographs needed before periodic retraining starts.
 RETRAIN_MIN_NEW_ACCEPTED = env_int("RETRAIN_MIN_NEW_ACCEPTED", 50)
 # RETRAIN_INTERVAL_SECONDS: how often beat checks whether to retrain.

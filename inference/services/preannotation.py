@@ -33,7 +33,6 @@ from annotator.models import FindingRegion, FindingRegionRevision, Radiograph
 from annotator.services.annotation_import import lung_annotation_save
 from annotator.services.events import event_record
 
-from ..conf import setting
 from ..models import ModelVersion, Prediction, PreannotationBatch, PreannotationItem
 from ..runtime import predictor_for
 from ..suggestions import Suggestion, suggestion_from_prediction
@@ -171,7 +170,7 @@ def radiograph_preannotate(*, radiograph_id: int, model_version_id: int, batch_i
     outcome, radiograph = _attempt_start(radiograph_id=radiograph_id, batch_id=batch_id)
     if radiograph is None:
         return outcome
-    delay = setting("PREANNOTATE_TEST_DELAY")
+    delay = settings.PREANNOTATE_TEST_DELAY
     if delay:
         time.sleep(delay)
     try:
@@ -182,9 +181,9 @@ def radiograph_preannotate(*, radiograph_id: int, model_version_id: int, batch_i
         suggestion = suggestion_from_prediction(
             result,
             shape=image.shape,
-            threshold=setting("PREANNOTATE_MASK_THRESHOLD"),
-            min_region_fraction=setting("PREANNOTATE_MIN_REGION_FRACTION"),
-            max_regions=setting("PREANNOTATE_MAX_REGIONS"),
+            threshold=settings.PREANNOTATE_MASK_THRESHOLD,
+            min_region_fraction=settings.PREANNOTATE_MIN_REGION_FRACTION,
+            max_regions=settings.PREANNOTATE_MAX_REGIONS,
         )
         seconds = time.perf_counter() - clock
     except SoftTimeLimitExceeded:
@@ -302,7 +301,7 @@ def _suggestions_apply(*, radiograph: Radiograph, prediction: Prediction, sugges
     )
     if stale:  # (the common first pre-annotation has none: skip the delete's extra queries)
         FindingRegion.objects.filter(pk__in=stale).delete()
-    label = setting("PREANNOTATE_REGION_LABEL")
+    label = settings.PREANNOTATE_REGION_LABEL
     # Two INSERTs for all regions and their first revisions, not two per region.
     regions = FindingRegion.objects.bulk_create(
         [

@@ -12,6 +12,7 @@ import math
 import re
 from typing import IO, Any
 
+from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
@@ -20,7 +21,6 @@ from django.utils import timezone
 from annotator.errors import Conflict, InvalidInput, NotFound
 from annotator.services.events import audit_record
 
-from ..conf import setting
 from ..models import ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def model_version_register(
     sha, size = _sha256(file)
     if size == 0:
         raise InvalidInput("The checkpoint file is empty.")
-    if size > setting("MODEL_MAX_BYTES"):
+    if size > settings.MODEL_MAX_BYTES:
         raise InvalidInput(f"The checkpoint is {size} bytes, more than the {setting('MODEL_MAX_BYTES')} allowed.")
     name = (name or f"cmtnet-{sha[:12]}").strip()
     if not NAME_PATTERN.match(name):

@@ -28,7 +28,6 @@ from annotator.models import Dataset, ExportSnapshot, Radiograph
 from annotator.services.events import audit_record
 from annotator.services.exports import export_build, export_create, export_dir
 
-from ..conf import setting
 from ..models import ModelVersion, TrainingRun
 from .registry import json_safe, model_version_activate, model_version_register
 
@@ -59,7 +58,7 @@ def promotion_decide(
     active model has counts as worse; with no active model the candidate is promoted. Returns
     (promote, reasons), one reason per gate metric.
     """
-    tolerance = setting("PROMOTION_TOLERANCE") if tolerance is None else tolerance
+    tolerance = settings.PROMOTION_TOLERANCE if tolerance is None else tolerance
     if not active_metrics:
         return True, ["no active model to compare with"]
     candidate_metrics = candidate_metrics or {}
@@ -266,7 +265,7 @@ def _execute(run: TrainingRun) -> None:
         epochs=int(config["epochs"]),
         batch_size=int(config["batch_size"]),
         lr=float(config["lr"]) if config.get("lr") else None,
-        device=setting("INFERENCE_DEVICE"),
+        device=settings.INFERENCE_DEVICE,
         resume=True,  # a redelivered run continues from last.pt
         evaluate_test=False,  # scored below, like the active model, with the same function
     )
@@ -274,11 +273,11 @@ def _execute(run: TrainingRun) -> None:
     result = train(train_config, progress=_Reporter(run.pk, train_config.epochs))
 
     _run_update(run.pk, line="evaluating the candidate and the active model on the snapshot's test split", progress=EXPORT_SHARE + TRAIN_SHARE)
-    candidate_metrics = json_safe(evaluate(result.best_checkpoint, export_root, split="test", device=setting("INFERENCE_DEVICE")))
+    candidate_metrics = json_safe(evaluate(result.best_checkpoint, export_root, split="test", device=settings.INFERENCE_DEVICE))
     active = ModelVersion.objects.filter(is_active=True).first()
     active_metrics = None
     if active is not None:
-        active_metrics = json_safe(evaluate(checkpoint_local_path(active), export_root, split="test", device=setting("INFERENCE_DEVICE")))
+        active_metrics = json_safe(evaluate(checkpoint_local_path(active), export_root, split="test", device=settings.INFERENCE_DEVICE))
     # The registered checkpoint carries its metrics on this snapshot's test split (DESIGN.md).
     payload = load_checkpoint(result.best_checkpoint)
     payload["metrics"] = candidate_metrics

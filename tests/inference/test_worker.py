@@ -17,20 +17,9 @@ import pytest
 from annotator.models import Radiograph
 from inference.models import Prediction
 from tests.inference.conftest import import_files, small_sample_images
-from tests.inference.worker import REPO, Worker
+from tests.inference.worker import REPO, Worker, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
-
-
-def wait_for(condition, *, timeout: float, what: str, worker: Worker | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    log = f"\nworker log:\n{worker.log()[-4000:]}" if worker else ""
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}{log}")
 
 
 @pytest.fixture

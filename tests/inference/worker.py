@@ -55,6 +55,19 @@ def broker_purge(url: str) -> None:
             client.close()
 
 
+def wait_for(condition, *, timeout: float, what: str, worker: Worker | None = None):
+    """Poll ``condition`` until it returns something truthy (returned), or fail after ``timeout`` s
+    saying what was awaited (with the end of the worker's log when there is one)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    log = f"\nworker log:\n{worker.log()[-4000:]}" if worker else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}{log}")
+
+
 class Worker:
     """One ``celery -A config worker`` subprocess in its own process group, logging to a file."""
 

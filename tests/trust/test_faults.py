@@ -16,22 +16,12 @@ import pytest
 from bench.load import Api, Gunicorn, migrate, seed, server_env
 from tests.annotator.factories import RadiographFactory
 from tests.inference.conftest import checkpoints, register  # noqa: F401  (fixtures)
-from tests.inference.worker import celery_worker  # noqa: F401  (fixture)
+from tests.inference.worker import celery_worker, wait_for  # noqa: F401  (fixture)
 
 from .conftest import LEFT
 from .services import PrivatePostgres, PrivateRedis
 
 pytestmark = [pytest.mark.slow]
-
-
-def wait_for(condition, *, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 # --- the database restarts while annotators save -------------------------------------------------
