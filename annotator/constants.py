@@ -14,6 +14,11 @@ class State(models.TextChoices):
     EXCLUDED = "excluded"
 
 
+# The states each work queue hands out, in the order it hands them out (returned work first).
+ANNOTATE_QUEUE = (State.RETURNED, State.PREANNOTATED, State.IMPORTED)
+REVIEW_QUEUE = (State.IN_REVIEW, State.LUNGS_DONE)
+
+
 class View(models.TextChoices):
     PA = "PA"
     AP = "AP"

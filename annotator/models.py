@@ -12,6 +12,8 @@ from django.db import models
 from django.db.models import Q
 
 from .constants import (
+    ANNOTATE_QUEUE,
+    REVIEW_QUEUE,
     AnnotationSource,
     ExclusionReason,
     FindingLabel,
@@ -112,7 +114,15 @@ class Radiograph(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["dataset", "sha256"], name="radiograph_unique_content")]
-        indexes = [models.Index(fields=["dataset", "state"]), models.Index(fields=["state", "lease_expires_at"])]
+        indexes = [
+            models.Index(fields=["dataset", "state"]),
+            models.Index(fields=["state", "lease_expires_at"]),
+            # The queues hand out their oldest free radiograph: each walks an index of its own rows by
+            # id rather than the primary key over every radiograph already done (the planner cannot
+            # know that done rows gather at the low ids).
+            models.Index(fields=["id"], name="radiograph_annotate_queue", condition=Q(state__in=ANNOTATE_QUEUE)),
+            models.Index(fields=["id"], name="radiograph_review_queue", condition=Q(state__in=REVIEW_QUEUE)),
+        ]
 
     def __str__(self) -> str:
         return f"{self.dataset}/{self.source_name}"

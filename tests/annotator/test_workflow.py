@@ -114,6 +114,20 @@ def test_queue_leases_are_exclusive_and_expire(client_for, make_user, settings):
 
 
 @pytest.mark.django_db
+def test_annotate_queue_hands_out_returned_then_preannotated_then_imported_oldest_first(client_for, make_user):
+    imported = RadiographFactory(state="imported")
+    dataset = imported.dataset
+    older_pre, newer_pre = (RadiographFactory(dataset=dataset, state="preannotated") for _ in range(2))
+    returned = RadiographFactory(dataset=dataset, state="returned")
+    done = RadiographFactory(dataset=dataset, state="lungs_done")
+    queue = {"dataset": dataset.name}
+    order = [client_for(make_user("annotator", username=f"order{i}")).post("/api/queue/annotate/next/", queue, format="json").json()["id"] for i in range(4)]
+    assert order == [returned.id, older_pre.id, newer_pre.id, imported.id]
+    assert done.id not in order
+    assert client_for(make_user("annotator", username="order-late")).post("/api/queue/annotate/next/", queue, format="json").status_code == 204
+
+
+@pytest.mark.django_db
 def test_skip_needs_a_reason_and_is_not_handed_back(client_for, annotator):
     radiograph = RadiographFactory()
     client = client_for(annotator)
