@@ -5,7 +5,9 @@ cd "$(dirname "$0")/.."
 DATA="$1"
 NAME="${DATASET:-$(basename "$DATA")}"
 PY=.venv/bin/python
-$PY manage.py import_radiographs "$DATA" --dataset "$NAME" --report var/import-report.json
+VAR="${LUNGMARK_VAR_DIR:-var}"
+mkdir -p "$VAR"
+$PY manage.py import_radiographs "$DATA" --dataset "$NAME" --report "$VAR/import-report.json"
 args=()
 [ -f "$DATA/annotations/lung_boxes.json" ] && args+=(--lung-boxes "$DATA/annotations/lung_boxes.json")
 [ -f "$DATA/annotations/lung_polygons.json" ] && args+=(--lung-polygons "$DATA/annotations/lung_polygons.json")
