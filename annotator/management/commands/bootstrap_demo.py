@@ -4,8 +4,9 @@ from __future__ import annotations
 import secrets
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
+
+from annotator.services.users import user_create
 
 DEMO_USERS = (("annotator", "annotator"), ("radiologist", "radiologist"), ("admin", "admin"))
 
@@ -17,12 +18,10 @@ class Command(BaseCommand):
         User = get_user_model()
         created = []
         for username, role in DEMO_USERS:
-            group, _ = Group.objects.get_or_create(name=role)
             if User.objects.filter(username=username).exists():
                 continue
             password = secrets.token_urlsafe(12)
-            user = User.objects.create_user(username=username, password=password, is_staff=role == "admin", is_superuser=role == "admin")
-            user.groups.add(group)
+            user_create(actor=None, username=username, password=password, roles=[role], is_staff=role == "admin", is_superuser=role == "admin")
             created.append((username, password))
         if created:
             self.stdout.write("Demo accounts (passwords are shown only this once):")
