@@ -14,6 +14,7 @@ urlpatterns = [
     path("radiographs/<int:radiograph_id>/annotation/", radiographs.AnnotationApi.as_view(), name="api-annotation"),
     path("radiographs/<int:radiograph_id>/exclude/", radiographs.ExcludeApi.as_view(), name="api-exclude"),
     path("radiographs/<int:radiograph_id>/skip/", radiographs.SkipApi.as_view(), name="api-skip"),
+    path("radiographs/<int:radiograph_id>/lease/", radiographs.LeaseApi.as_view(), name="api-lease"),
     path("radiographs/<int:radiograph_id>/return/", radiographs.ReturnApi.as_view(), name="api-return"),
     path("radiographs/<int:radiograph_id>/accept/", radiographs.AcceptApi.as_view(), name="api-accept"),
     path("radiographs/<int:radiograph_id>/events/", radiographs.EventListApi.as_view(), name="api-events"),

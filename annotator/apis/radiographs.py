@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django.db.models import Count
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers as s
 from rest_framework import status
@@ -69,7 +70,8 @@ def radiograph_payload(radiograph, *, with_regions: bool = True) -> dict:
         uncertainty=radiograph.uncertainty,
         preannotation_status=radiograph.preannotation_status,
         findings_complete=radiograph.findings_complete,
-        leased_to=radiograph.leased_to.username if radiograph.leased_to_id else None,
+        # Who holds it now: an expired lease holds nothing.
+        leased_to=radiograph.leased_to.username if radiograph.leased_to_id and radiograph.lease_expires_at and radiograph.lease_expires_at > timezone.now() else None,
         image={
             "preview": f"/api/radiographs/{radiograph.id}/image/preview",
             "display": f"/api/radiographs/{radiograph.id}/image/display",
@@ -173,6 +175,18 @@ class SkipApi(APIView):
         body.is_valid(raise_exception=True)
         workflow.radiograph_skip(radiograph_id=radiograph_id, user=request.user, reason=body.validated_data["reason"])
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class LeaseApi(APIView):
+    """Keep holding a radiograph that is open in the workspace (renews the lease); 409 if someone
+    else holds it, or if it is in no queue any more."""
+
+    required_action = "annotate"
+
+    @extend_schema(request=None, responses=inline_serializer("LeaseHeld", {"id": s.IntegerField(), "leased_to": s.CharField(), "lease_expires_at": s.DateTimeField()}))
+    def post(self, request, radiograph_id: int):
+        radiograph = workflow.lease_renew(radiograph_id=radiograph_id, user=request.user)
+        return Response({"id": radiograph.id, "leased_to": request.user.get_username(), "lease_expires_at": radiograph.lease_expires_at})
 
 
 class ReturnApi(APIView):

@@ -15,7 +15,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from ..constants import ANNOTATE_QUEUE, REVIEW_QUEUE, AnnotationSource, ExclusionReason, LungStatus, Provenance, RegionStatus, Role, State, Tri, View
-from ..errors import InvalidInput, InvalidTransition, NotAllowed, NotFound, StaleVersion, VersionRequired
+from ..errors import Conflict, InvalidInput, InvalidTransition, NotAllowed, NotFound, StaleVersion, VersionRequired
 from ..geometry import box_validate
 from ..models import LungAnnotation, Radiograph, ReviewEvent
 from ..permissions import can, user_roles
@@ -224,6 +224,31 @@ def radiograph_skip(*, radiograph_id: int, user, reason: str) -> None:
         if radiograph.leased_to_id == user.id:
             Radiograph.objects.filter(pk=radiograph.pk).update(leased_to=None, lease_expires_at=None)
         event_record(radiograph=radiograph, actor=user, action="skipped", from_state=radiograph.state, to_state=radiograph.state, data={"reason": str(reason)[:2000]})
+
+
+def lease_renew(*, radiograph_id: int, user) -> Radiograph:
+    """Hold (or keep holding) a radiograph that ``user`` has open, for another ``LEASE_SECONDS``.
+
+    The workspace calls this while the page is open, so a radiograph someone reads for a long time
+    without saving is not handed to a colleague by the queue. A live lease of someone else is not
+    taken over (``Conflict``); accepted or excluded radiographs are in no queue (``InvalidTransition``).
+    No version is bumped: a lease is not part of the annotation.
+    """
+    with transaction.atomic():
+        radiograph = Radiograph.objects.select_for_update().filter(pk=radiograph_id).first()
+        if radiograph is None:
+            raise NotFound("No such radiograph.")
+        needed = "annotate" if radiograph.state in ANNOTATE_QUEUE else "review" if radiograph.state in REVIEW_QUEUE else None
+        if needed is None:
+            raise InvalidTransition(f"This radiograph is {radiograph.state.replace('_', ' ')}: it is in no queue.")
+        if not can(user, needed):
+            raise NotAllowed("Your role does not work this queue.")
+        now = timezone.now()
+        if radiograph.leased_to_id not in (None, user.pk) and radiograph.lease_expires_at and radiograph.lease_expires_at > now:
+            raise Conflict(f"{radiograph.leased_to.get_username()} holds this radiograph.")
+        radiograph.leased_to, radiograph.lease_expires_at = user, now + timedelta(seconds=settings.LEASE_SECONDS)
+        Radiograph.objects.filter(pk=radiograph.pk).update(leased_to=user, lease_expires_at=radiograph.lease_expires_at)
+    return radiograph
 
 
 def queue_next(*, user, queue: str, dataset: str | None = None, order: str = "oldest") -> Radiograph | None:

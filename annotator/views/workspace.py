@@ -5,6 +5,7 @@ needs (ids, endpoints, the vocabulary of labels) comes in one ``json_script`` bl
 """
 from __future__ import annotations
 
+from django.conf import settings
 from django.shortcuts import render
 
 from .. import selectors
@@ -33,12 +34,15 @@ def workspace_config(request, radiograph_id: int, *, mode: str) -> dict:
         "id": radiograph_id,
         "mode": mode,
         "user": request.user.get_username(),
+        # Renew the lease well before it runs out (a third of LEASE_SECONDS) while the page is open.
+        "lease_renew_ms": max(10, settings.LEASE_SECONDS // 3) * 1000,
         "can": {action: can(request.user, action) for action in ("annotate", "review", "export")},
         "urls": {
             "detail": base,
             "annotation": f"{base}annotation/",
             "exclude": f"{base}exclude/",
             "skip": f"{base}skip/",
+            "lease": f"{base}lease/",
             "accept": f"{base}accept/",
             "return": f"{base}return/",
             "events": f"{base}events/",

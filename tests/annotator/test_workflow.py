@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import base64
+from datetime import timedelta
 
 import numpy as np
 import pytest
 from django.db import connection
+from django.utils import timezone
 from django.test.utils import CaptureQueriesContext
 
 from annotator.models import FindingRegion, FindingRegionRevision, LungAnnotation, Radiograph, ReviewEvent
@@ -125,6 +127,39 @@ def test_annotate_queue_hands_out_returned_then_preannotated_then_imported_oldes
     assert order == [returned.id, older_pre.id, newer_pre.id, imported.id]
     assert done.id not in order
     assert client_for(make_user("annotator", username="order-late")).post("/api/queue/annotate/next/", queue, format="json").status_code == 204
+
+
+@pytest.mark.django_db
+def test_an_open_radiograph_keeps_its_lease_and_a_colleagues_live_lease_is_not_taken(client_for, make_user):
+    radiograph = RadiographFactory(state="preannotated")
+    queue = {"dataset": radiograph.dataset.name}
+    a, b, c = (make_user("annotator", username=f"lease{i}") for i in range(3))
+    assert client_for(a).post("/api/queue/annotate/next/", queue, format="json").json()["id"] == radiograph.id
+    soon = timezone.now() + timedelta(seconds=30)  # a's lease is about to run out
+    Radiograph.objects.filter(pk=radiograph.pk).update(lease_expires_at=soon)
+    version = Radiograph.objects.get(pk=radiograph.pk).version
+
+    renewed = client_for(a).post(f"/api/radiographs/{radiograph.id}/lease/", {}, format="json")
+    assert renewed.status_code == 200 and renewed.json()["leased_to"] == "lease0"
+    held = Radiograph.objects.get(pk=radiograph.pk)
+    assert held.leased_to == a and held.lease_expires_at > soon + timedelta(seconds=60) and held.version == version
+    refused = client_for(b).post(f"/api/radiographs/{radiograph.id}/lease/", {}, format="json")
+    assert refused.status_code == 409 and "lease0" in refused.json()["detail"]
+    assert client_for(b).get(f"/api/radiographs/{radiograph.id}/").json()["leased_to"] == "lease0"
+
+    # Once a's lease has run out, b may hold it; the queue then hands it to nobody else.
+    Radiograph.objects.filter(pk=radiograph.pk).update(lease_expires_at="2000-01-01T00:00:00Z")
+    assert client_for(b).get(f"/api/radiographs/{radiograph.id}/").json()["leased_to"] is None
+    assert client_for(b).post(f"/api/radiographs/{radiograph.id}/lease/", {}, format="json").status_code == 200
+    assert client_for(c).post("/api/queue/annotate/next/", queue, format="json").status_code == 204
+
+
+@pytest.mark.django_db
+def test_a_radiograph_in_no_queue_cannot_be_leased(client_for, annotator):
+    accepted = RadiographFactory(state="accepted")
+    response = client_for(annotator).post(f"/api/radiographs/{accepted.id}/lease/", {}, format="json")
+    assert response.status_code == 409 and "no queue" in response.json()["detail"]
+    assert client_for(annotator).post("/api/radiographs/999999/lease/", {}, format="json").status_code == 404
 
 
 @pytest.mark.django_db

@@ -82,6 +82,12 @@ def test_without_a_model_the_annotator_draws_both_boxes_with_undo_and_submits_fr
     expect(page.locator("#viewer-loading")).to_have_count(0)
     expect(page.get_by_test_id("box-right")).to_contain_text("not drawn")
     expect(page.locator("#boxes-source")).to_contain_text("No suggestion")
+    # Opened directly rather than from the queue, the page still holds the radiograph while it is open.
+    for _ in range(50):
+        if Radiograph.objects.filter(pk=radiograph.id, leased_to=annotator).exists():
+            break
+        page.wait_for_timeout(100)
+    assert Radiograph.objects.get(pk=radiograph.id).leased_to == annotator
 
     page.keyboard.press("=")  # one zoom step about the centre
     view = View.fitted(page, 2200, 2200).zoomed(1.25)

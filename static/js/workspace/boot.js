@@ -26,6 +26,7 @@ export async function bootWorkspace({ readOnly = () => false } = {}) {
     throw err;
   }
   store.load(detail, { readOnly: readOnly(detail, config) });
+  if (!store.readOnly && (!detail.leased_to || detail.leased_to === config.user)) keepLease(config, store);
   try {
     await viewer.open(detail);
     $("#viewer-loading").remove();
@@ -35,6 +36,29 @@ export async function bootWorkspace({ readOnly = () => false } = {}) {
   refreshHistory();
   renderModel(detail.prediction);
   return { config, store, viewer, shortcuts, chrome, detail, refreshHistory };
+}
+
+/**
+ * Hold this radiograph while its page is open and visible: the queue hands a radiograph whose lease
+ * ran out to a colleague, and only saves renewed it. Stops for good once someone else holds it or it
+ * left the queue (409); other failures are retried at the next beat.
+ */
+function keepLease(config, store) {
+  let timer = null;
+  const renew = async () => {
+    if (document.visibilityState !== "visible" || store.readOnly) return;
+    try {
+      await post(config.urls.lease);
+    } catch (err) {
+      if (err.status === 409 && timer !== null) {
+        clearInterval(timer);
+        timer = null;
+      }
+    }
+  };
+  timer = setInterval(renew, config.lease_renew_ms);
+  document.addEventListener("visibilitychange", () => timer !== null && renew());
+  renew();
 }
 
 /** Fill a template placeholder such as "/annotate/{id}/". */
