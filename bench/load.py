@@ -457,9 +457,9 @@ def run(args: argparse.Namespace) -> dict:
         rec = Recorder()
         stop = threading.Event()
         threads = [
-            threading.Thread(target=annotator_loop, args=(Api(gunicorn.port, token), rec, stop, i * 1000), daemon=True)
+            threading.Thread(target=annotator_loop, args=(Api(gunicorn.port, token, keep_alive=args.keep_alive), rec, stop, i * 1000), daemon=True)
             for i, token in enumerate(seeded["tokens"]["annotator"])
-        ] + [threading.Thread(target=radiologist_loop, args=(Api(gunicorn.port, token), rec, stop), daemon=True) for token in seeded["tokens"]["radiologist"]]
+        ] + [threading.Thread(target=radiologist_loop, args=(Api(gunicorn.port, token, keep_alive=args.keep_alive), rec, stop), daemon=True) for token in seeded["tokens"]["radiologist"]]
         load_before = round(os.getloadavg()[0], 2)
         server_pids = [gunicorn.process.pid, *children(gunicorn.process.pid)]
         server_cpu = cpu_seconds(server_pids)
@@ -490,7 +490,7 @@ def run(args: argparse.Namespace) -> dict:
             },
             "config": {
                 "annotators": args.annotators, "radiologists": args.radiologists, "duration_s": args.duration,
-                "worker_class": args.worker_class, "workers": args.workers, "threads": args.threads if args.worker_class == "gthread" else 1,
+                "worker_class": args.worker_class, "keep_alive": args.keep_alive, "workers": args.workers, "threads": args.threads if args.worker_class == "gthread" else 1,
                 "radiographs": seeded["radiographs"],
             },
             **summarise(rec, elapsed),
@@ -530,6 +530,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker (gthread)")
     parser.add_argument("--worker-class", default="gthread", choices=["gthread", "sync"], help="gunicorn worker class")
+    parser.add_argument("--keep-alive", action="store_true", help="one persistent connection per person (nginx upstream keepalive) instead of one per request")
     parser.add_argument("--radiographs", type=int, default=0, help="radiographs to annotate (default: enough for the run)")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
