@@ -36,7 +36,7 @@ def full_mask(region, width, height) -> np.ndarray:
 
 
 def test_radiologist_reviews_regions_and_accepts(page, live_server, login, shot, import_sample, make_user, model_version):
-    from annotator.models import FindingRegion, LungAnnotation, Radiograph
+    from annotator.models import FindingRegion, FindingRegionRevision, LungAnnotation, Radiograph
     from annotator.services.workflow import annotation_save
     from inference.models import Prediction
 
@@ -79,6 +79,13 @@ def test_radiologist_reviews_regions_and_accepts(page, live_server, login, shot,
     page.get_by_test_id(f"region-{reject_me.id}").click()
     page.keyboard.press("x")
     expect(page.get_by_test_id("undecided")).to_have_text("all decided")
+    # A decision is undone and redone like any edit (each a new revision on the server).
+    page.keyboard.press("Control+z")
+    expect(page.get_by_test_id(f"region-{reject_me.id}")).to_have_attribute("data-status", "suggested")
+    expect(page.get_by_test_id("undecided")).not_to_have_text("all decided")
+    page.keyboard.press("Control+Shift+z")
+    expect(page.get_by_test_id(f"region-{reject_me.id}")).to_have_attribute("data-status", "rejected")
+    expect(page.get_by_test_id("undecided")).to_have_text("all decided")
 
     # Add a region the model missed: a polygon, with its finding and a description.
     page.get_by_test_id("add-region").click()
@@ -114,6 +121,7 @@ def test_radiologist_reviews_regions_and_accepts(page, live_server, login, shot,
     assert edited.bbox[2] > 1650 and edited.bbox[0] == 1200
 
     assert regions[reject_me.id].status == "rejected"
+    assert [r.status for r in FindingRegionRevision.objects.filter(region_id=reject_me.id).order_by("version")][-3:] == ["rejected", "suggested", "rejected"]
 
     (added,) = [r for r in regions.values() if r.id not in (accept_me.id, edit_me.id, reject_me.id)]
     assert (added.label, added.status, added.source) == ("pleural_effusion", "accepted", "radiologist")

@@ -196,13 +196,36 @@ function regionConflict(err) {
 async function decide(id, decision) {
   const region = store.region(id);
   if (!region || store.readOnly || store.draft) return;
+  const before = region.status;
   try {
     const updated = await post(fillUrl(config.urls.region_decision, { id, decision }), { version: region.version });
     store.updateRegion(id, { ...updated, mask: region.mask });
+    // Ctrl+Z sets the region back to what it was (a new revision: history keeps both decisions).
+    if (updated.status !== before) {
+      store.record({ label: `${humanize(decision)} region #${id}`, undo: () => setStatus(id, before), redo: () => setStatus(id, updated.status) });
+    }
     clearNotice();
     refreshHistory();
     const next = store.regions.find((r) => r.status === "suggested");
     if (next) selectRegion(next.id);
+  } catch (err) {
+    regionConflict(err);
+  }
+}
+
+/** Set a region's status as an edit (undo / redo of a decision), based on the version shown. */
+async function setStatus(id, status) {
+  const region = store.region(id);
+  if (!region || store.readOnly) return;
+  if (store.draft) {
+    notice("warn", "A region is being edited", "Save or cancel it first, then undo again.");
+    return;
+  }
+  try {
+    const updated = await patch(fillUrl(config.urls.region, { id }), { version: region.version, status });
+    store.updateRegion(id, { ...updated, mask: region.mask });
+    clearNotice();
+    refreshHistory();
   } catch (err) {
     regionConflict(err);
   }
