@@ -110,6 +110,16 @@ def test_workspace_pages_carry_their_config_and_modules(make_user, radiograph_id
     assert "Keyboard shortcuts" in html
 
 
+@pytest.mark.parametrize("url", ["/annotate/", "/review/", "/manage/import/", "/manage/exports/", "/manage/models/", "/manage/training/"])
+def test_forms_run_by_scripts_cannot_be_submitted_before_their_script_has_loaded(admin_user, url):
+    """A click before the module binds its handler would submit the form natively (a reload that
+    drops the action): such buttons come disabled and the module enables them (``armForm``)."""
+    html = client_for(admin_user).get(url).content.decode()
+    (form,) = re.findall(r'<form[^>]*id="(?:queue|import|upload|train|export)-form".*?</form>', html, flags=re.S)
+    buttons = re.findall(r'<button[^>]*type="submit"[^>]*>', form)
+    assert buttons and all("disabled" in b and "data-needs-js" in b for b in buttons), buttons
+
+
 def test_every_static_module_the_pages_import_exists():
     """ES modules are not bundled: a broken relative import would only show in a browser."""
     from pathlib import Path

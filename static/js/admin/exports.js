@@ -5,7 +5,7 @@
  */
 
 import { get, post } from "../core/api.js";
-import { $, $$, el, fmtTime } from "../core/dom.js";
+import { $, $$, armForm, el, fmtTime } from "../core/dom.js";
 
 const form = $("#export-form");
 const status = $("#export-status");
@@ -79,5 +79,6 @@ form.addEventListener("submit", async (event) => {
   }
   refresh();
 });
+armForm(form);
 
 refresh();

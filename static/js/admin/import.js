@@ -1,7 +1,7 @@
 /** Upload radiographs (files or a zip) to /api/imports/ and show the import's report. */
 
 import { api } from "../core/api.js";
-import { $, el, humanize } from "../core/dom.js";
+import { $, armForm, el, humanize } from "../core/dom.js";
 
 const form = $("#import-form");
 const status = $("#import-status");
@@ -42,3 +42,4 @@ form.addEventListener("submit", async (event) => {
     $("#import-submit").disabled = false;
   }
 });
+armForm(form);

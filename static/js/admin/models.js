@@ -1,7 +1,7 @@
 /** Model registry: versions with their test metrics, promote, roll back, register; ROC curves. */
 
 import { api, get, post } from "../core/api.js";
-import { $, el, fmtTime, pageData } from "../core/dom.js";
+import { $, armForm, el, fmtTime, pageData } from "../core/dom.js";
 import { PALETTE, legend, lineChart } from "../core/plots.js";
 
 const METRICS = [
@@ -88,6 +88,7 @@ $("#upload-form").addEventListener("submit", async (event) => {
   }
   refresh();
 });
+armForm($("#upload-form"));
 
 refresh();
 drawRoc();

@@ -1,7 +1,7 @@
 /** Training runs: the list with progress (followed while one is live), learning curves, decision, log. */
 
 import { get, post } from "../core/api.js";
-import { $, el, fmtTime } from "../core/dom.js";
+import { $, armForm, el, fmtTime } from "../core/dom.js";
 import { PALETTE, legend, lineChart } from "../core/plots.js";
 
 const listBox = $("#run-list");
@@ -90,5 +90,6 @@ $("#train-form").addEventListener("submit", async (event) => {
   }
   refresh();
 });
+armForm($("#train-form"));
 
 refresh();

@@ -69,3 +69,12 @@ export function askDialog(dialog) {
     if (first) first.focus();
   });
 }
+
+/**
+ * Enable a form's submit buttons once its module has bound its handlers: they are rendered
+ * ``disabled data-needs-js`` so that a click before the script runs cannot submit the form natively
+ * (a page reload that loses the action).
+ */
+export function armForm(form) {
+  for (const button of form.querySelectorAll("[data-needs-js]")) button.disabled = false;
+}

@@ -1,7 +1,7 @@
 /** Queue pages: lease the next radiograph (annotate or review queue) and open it. */
 
 import { post } from "../core/api.js";
-import { $ } from "../core/dom.js";
+import { $, armForm } from "../core/dom.js";
 
 const form = $("#queue-form");
 // Read with getAttribute: a form's named controls (here "dataset") shadow its own properties.
@@ -35,6 +35,7 @@ async function start(event) {
 }
 
 form.addEventListener("submit", start);
+armForm(form);
 if (form.elements.order) {
   form.elements.order.addEventListener("change", () => {
     const url = new URL(window.location.href);
