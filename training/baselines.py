@@ -58,6 +58,8 @@ class BaselineConfig:
     covid_copies: bool = True
     seed: int = 0
     device: str = "auto"
+    workers: int = 0  # data loader worker processes (augmentation runs there)
+    amp: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
     progress_bar: bool = False
 
 
@@ -122,21 +124,28 @@ def train_cnn_baseline(name: str, config: BaselineConfig, train_records: list[Ex
     normalization = dict(IMAGENET_NORMALIZATION) if loaded else compute_normalization(train_set)
     train_set.normalization = normalization
     test_set = ExportDataset(root, test_records, config.image_size, 3, normalization=normalization, augment=None, cache=False)
+    if config.workers:
+        train_set.preload()  # decode once, before the workers fork, so they share the cache
     model.to(device)
+    use_amp = config.amp and device.type == "cuda"
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     started = time.monotonic()
     for epoch in range(config.epochs):
         model.train()
         generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
         drop_last = len(train_set) > config.batch_size and len(train_set) % config.batch_size == 1
-        loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=drop_last)
+        loader = DataLoader(
+            train_set, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=drop_last,
+            num_workers=config.workers, pin_memory=device.type == "cuda", persistent_workers=False,
+        )
         if config.progress_bar:
             from tqdm import tqdm
 
             loader = tqdm(loader, desc=f"{name} epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
         for batch in loader:
-            logits = model(batch["image"].to(device))[:, 0]
-            loss = F.binary_cross_entropy_with_logits(logits, batch["diagnosis"][:, 0].to(device))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = model(batch["image"].to(device, non_blocking=True))[:, 0]
+            loss = F.binary_cross_entropy_with_logits(logits.float(), batch["diagnosis"][:, 0].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -144,7 +153,9 @@ def train_cnn_baseline(name: str, config: BaselineConfig, train_records: list[Ex
     scores, labels = [], []
     with torch.inference_mode():
         for batch in DataLoader(test_set, batch_size=config.batch_size):
-            scores.append(torch.sigmoid(model(batch["image"].to(device))[:, 0]).float().cpu().numpy())
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = model(batch["image"].to(device))[:, 0]
+            scores.append(torch.sigmoid(logits.float()).cpu().numpy())
             labels.append(batch["diagnosis"][:, 0].numpy())
     note = f"{'ImageNet' if loaded else 'scratch'}, {config.epochs} ep, {time.monotonic() - started:.0f}s"
     log.info("%s: %s", name, note)

@@ -78,6 +78,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes (default 0)")
     p.add_argument("--device", default="auto")
 
     p = sub.add_parser("ablation", help="paper Table V: CMTNet trained on task subsets")
@@ -91,6 +92,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paper", action="store_true", help="paper settings (see train)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes (default 0)")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True)
     return parser
 
@@ -249,6 +251,7 @@ def cmd_baselines(args: argparse.Namespace) -> int:
         pretrained=args.pretrained,
         seed=args.seed,
         device=args.device,
+        workers=args.workers,
         progress_bar=True,
     )
     rows = run_baselines(config)
@@ -280,6 +283,7 @@ def cmd_ablation(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
         device=args.device,
+        workers=args.workers,
         progress_bar=True,
     )
     subsets = [parse_tasks(s) for s in args.subsets.split(";")] if args.subsets else list(ABLATION_SUBSETS)
