@@ -230,19 +230,20 @@ def lease_renew(*, radiograph_id: int, user) -> Radiograph:
     """Hold (or keep holding) a radiograph that ``user`` has open, for another ``LEASE_SECONDS``.
 
     The workspace calls this while the page is open, so a radiograph someone reads for a long time
-    without saving is not handed to a colleague by the queue. A live lease of someone else is not
-    taken over (``Conflict``); accepted or excluded radiographs are in no queue (``InvalidTransition``).
+    without saving is not handed to a colleague by the queue. Whoever may edit it in its state may
+    hold it (an annotator still correcting a submitted one keeps it out of review meanwhile). A live
+    lease of someone else is not taken over (``Conflict``); accepted or excluded radiographs are in
+    no queue (``InvalidTransition``).
     No version is bumped: a lease is not part of the annotation.
     """
     with transaction.atomic():
         radiograph = Radiograph.objects.select_for_update().filter(pk=radiograph_id).first()
         if radiograph is None:
             raise NotFound("No such radiograph.")
-        needed = "annotate" if radiograph.state in ANNOTATE_QUEUE else "review" if radiograph.state in REVIEW_QUEUE else None
-        if needed is None:
+        if radiograph.state not in (*ANNOTATE_QUEUE, *REVIEW_QUEUE):
             raise InvalidTransition(f"This radiograph is {radiograph.state.replace('_', ' ')}: it is in no queue.")
-        if not can(user, needed):
-            raise NotAllowed("Your role does not work this queue.")
+        if radiograph.state not in _editable_states(user):
+            raise NotAllowed("Your role cannot work on this radiograph in its present state.")
         now = timezone.now()
         if radiograph.leased_to_id not in (None, user.pk) and radiograph.lease_expires_at and radiograph.lease_expires_at > now:
             raise Conflict(f"{radiograph.leased_to.get_username()} holds this radiograph.")

@@ -163,6 +163,20 @@ def test_a_radiograph_in_no_queue_cannot_be_leased(client_for, annotator):
 
 
 @pytest.mark.django_db
+def test_who_may_edit_a_radiograph_in_its_state_may_hold_it(client_for, make_user, annotator, radiologist):
+    submitted = RadiographFactory(state="lungs_done")  # an annotator may still correct it
+    in_review = RadiographFactory(dataset=submitted.dataset, state="in_review")
+    assert client_for(annotator).post(f"/api/radiographs/{submitted.id}/lease/", {}, format="json").status_code == 200
+    assert client_for(annotator).post(f"/api/radiographs/{in_review.id}/lease/", {}, format="json").status_code == 403
+    assert client_for(radiologist).post(f"/api/radiographs/{in_review.id}/lease/", {}, format="json").status_code == 200
+    # Both are held now: the review queue hands neither to another radiologist.
+    other = make_user("radiologist", username="rad-other")
+    assert client_for(other).post("/api/queue/review/next/", {"dataset": submitted.dataset.name}, format="json").status_code == 204
+    Radiograph.objects.filter(pk=submitted.pk).update(lease_expires_at="2000-01-01T00:00:00Z")
+    assert client_for(other).post("/api/queue/review/next/", {"dataset": submitted.dataset.name}, format="json").json()["id"] == submitted.id
+
+
+@pytest.mark.django_db
 def test_skip_needs_a_reason_and_is_not_handed_back(client_for, annotator):
     radiograph = RadiographFactory()
     client = client_for(annotator)

@@ -40,8 +40,8 @@ export async function bootWorkspace({ readOnly = () => false } = {}) {
 
 /**
  * Hold this radiograph while its page is open and visible: the queue hands a radiograph whose lease
- * ran out to a colleague, and only saves renewed it. Stops for good once someone else holds it or it
- * left the queue (409); other failures are retried at the next beat.
+ * ran out to a colleague, and only saves renewed it. Stops for good once someone else holds it, it
+ * left the queue (409) or may not be held by this user (403, 404); other failures retry at the next beat.
  */
 function keepLease(config, store) {
   let timer = null;
@@ -50,7 +50,7 @@ function keepLease(config, store) {
     try {
       await post(config.urls.lease);
     } catch (err) {
-      if (err.status === 409 && timer !== null) {
+      if ([403, 404, 409].includes(err.status) && timer !== null) {
         clearInterval(timer);
         timer = null;
       }
