@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from .constants import (
     ANNOTATE_QUEUE,
@@ -126,6 +127,12 @@ class Radiograph(models.Model):
 
     def __str__(self) -> str:
         return f"{self.dataset}/{self.source_name}"
+
+    def lease_holder_id(self, now=None) -> int | None:
+        """The id of the user whose lease is still running, or None (an expired lease holds nothing)."""
+        if self.leased_to_id is None or self.lease_expires_at is None:
+            return None
+        return self.leased_to_id if self.lease_expires_at > (now or timezone.now()) else None
 
     @property
     def is_excluded(self) -> bool:

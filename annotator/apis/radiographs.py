@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from django.db.models import Count
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers as s
 from rest_framework import status
@@ -70,8 +69,7 @@ def radiograph_payload(radiograph, *, with_regions: bool = True) -> dict:
         uncertainty=radiograph.uncertainty,
         preannotation_status=radiograph.preannotation_status,
         findings_complete=radiograph.findings_complete,
-        # Who holds it now: an expired lease holds nothing.
-        leased_to=radiograph.leased_to.username if radiograph.leased_to_id and radiograph.lease_expires_at and radiograph.lease_expires_at > timezone.now() else None,
+        leased_to=radiograph.leased_to.username if radiograph.lease_holder_id() else None,
         image={
             "preview": f"/api/radiographs/{radiograph.id}/image/preview",
             "display": f"/api/radiographs/{radiograph.id}/image/display",

@@ -245,7 +245,7 @@ def lease_renew(*, radiograph_id: int, user) -> Radiograph:
         if radiograph.state not in _editable_states(user):
             raise NotAllowed("Your role cannot work on this radiograph in its present state.")
         now = timezone.now()
-        if radiograph.leased_to_id not in (None, user.pk) and radiograph.lease_expires_at and radiograph.lease_expires_at > now:
+        if radiograph.lease_holder_id(now) not in (None, user.pk):
             raise Conflict(f"{radiograph.leased_to.get_username()} holds this radiograph.")
         radiograph.leased_to, radiograph.lease_expires_at = user, now + timedelta(seconds=settings.LEASE_SECONDS)
         Radiograph.objects.filter(pk=radiograph.pk).update(leased_to=user, lease_expires_at=radiograph.lease_expires_at)
