@@ -5,13 +5,13 @@ from django.db import models
 
 
 class State(models.TextChoices):
-    IMPORTED = "imported"
-    PREANNOTATED = "preannotated"
-    LUNGS_DONE = "lungs_done"
-    IN_REVIEW = "in_review"
-    ACCEPTED = "accepted"
-    RETURNED = "returned"
-    EXCLUDED = "excluded"
+    IMPORTED = "imported", "Imported"
+    PREANNOTATED = "preannotated", "Pre-annotated"
+    LUNGS_DONE = "lungs_done", "Waiting for review"
+    IN_REVIEW = "in_review", "In review"
+    ACCEPTED = "accepted", "Accepted"
+    RETURNED = "returned", "Returned to the annotator"
+    EXCLUDED = "excluded", "Excluded"
 
 
 # The states each work queue hands out, in the order it hands them out (returned work first).
@@ -23,9 +23,9 @@ class View(models.TextChoices):
     PA = "PA"
     AP = "AP"
     AP_SUPINE = "AP_SUPINE", "AP supine"
-    LATERAL = "LATERAL"
+    LATERAL = "LATERAL", "Lateral"
     CT = "CT", "CT slice"
-    UNKNOWN = "UNKNOWN"
+    UNKNOWN = "UNKNOWN", "Unknown view"
 
 
 FRONTAL_VIEWS = {View.PA, View.AP, View.AP_SUPINE, View.UNKNOWN}
@@ -42,29 +42,29 @@ class ExclusionReason(models.TextChoices):
 class Tri(models.TextChoices):
     """An image-level label value: unknown means no label (its loss switch is off)."""
 
-    POSITIVE = "positive"
-    NEGATIVE = "negative"
-    UNKNOWN = "unknown"
+    POSITIVE = "positive", "Yes"
+    NEGATIVE = "negative", "No"
+    UNKNOWN = "unknown", "Not labelled"
 
 
 class Provenance(models.TextChoices):
-    METADATA = "metadata"
-    ANNOTATOR = "annotator"
-    RADIOLOGIST = "radiologist"
-    MODEL = "model"
-    IMPORTED = "imported"
-    NONE = "none"
+    METADATA = "metadata", "The dataset's metadata"
+    ANNOTATOR = "annotator", "An annotator"
+    RADIOLOGIST = "radiologist", "A radiologist"
+    MODEL = "model", "The model"
+    IMPORTED = "imported", "Imported with the dataset"
+    NONE = "none", "Not set"
 
 
 class FindingLabel(models.TextChoices):
-    ATELECTASIS = "atelectasis"
-    CONSOLIDATION = "consolidation"
-    INTERSTITIAL_SHADOW = "interstitial_shadow"
-    PNEUMOTHORAX = "pneumothorax"
-    PLEURAL_EFFUSION = "pleural_effusion"
-    PLEURAL_THICKENING = "pleural_thickening"
-    CARDIOMEGALY = "cardiomegaly"
-    LUNG_LESION = "lung_lesion"
+    ATELECTASIS = "atelectasis", "Atelectasis"
+    CONSOLIDATION = "consolidation", "Consolidation"
+    INTERSTITIAL_SHADOW = "interstitial_shadow", "Interstitial shadow"
+    PNEUMOTHORAX = "pneumothorax", "Pneumothorax"
+    PLEURAL_EFFUSION = "pleural_effusion", "Pleural effusion"
+    PLEURAL_THICKENING = "pleural_thickening", "Pleural thickening"
+    CARDIOMEGALY = "cardiomegaly", "Cardiomegaly"
+    LUNG_LESION = "lung_lesion", "Lung lesion"
     UNKNOWN = "unknown", "Unknown (flagged)"
 
 
@@ -73,9 +73,9 @@ FINDING_INPUT_CHOICES = [c for c in FindingLabel.choices if c[0] != FindingLabel
 
 
 class InterstitialSubtype(models.TextChoices):
-    RETICULAR = "reticular"
-    NODULAR = "nodular"
-    GROUND_GLASS = "ground_glass"
+    RETICULAR = "reticular", "Reticular"
+    NODULAR = "nodular", "Nodular"
+    GROUND_GLASS = "ground_glass", "Ground-glass"
 
 
 # Source labels seen in public datasets, mapped onto the design's findings: (label, subtype).
@@ -110,10 +110,10 @@ class RegionStatus(models.TextChoices):
 
 
 class AnnotationSource(models.TextChoices):
-    MODEL = "model"
-    ANNOTATOR = "annotator"
-    RADIOLOGIST = "radiologist"
-    IMPORTED = "imported"
+    MODEL = "model", "The model"
+    ANNOTATOR = "annotator", "An annotator"
+    RADIOLOGIST = "radiologist", "A radiologist"
+    IMPORTED = "imported", "Imported with the dataset"
 
 
 class LungStatus(models.TextChoices):

@@ -2,6 +2,7 @@
 
 import { $, $$, pageData } from "../core/dom.js";
 import { PALETTE, barChart, legend } from "../core/plots.js";
+import { word } from "../core/words.js";
 
 const STATE_COLORS = {
   imported: "#94a3b8", preannotated: "#60a5fa", lungs_done: "#fbbf24", in_review: "#fb923c",
@@ -17,7 +18,7 @@ for (const bar of $$(".progress[data-fraction]")) {
 
 if (data.progress.length) {
   const series = data.states.map((state) => ({
-    name: state.replace("_", " "),
+    name: word("state", state),
     color: STATE_COLORS[state] || "#999",
     values: data.progress.map((d) => d.states.find((s) => s.state === state).count),
   }));
@@ -30,6 +31,6 @@ const people = data.throughput.people;
 if (people.length) {
   const series = people.slice(0, PALETTE.length).map((p, i) => ({ name: p.username, color: PALETTE[i], values: p.per_day }));
   const box = $("#throughput-chart");
-  box.append(barChart({ categories: data.throughput.days.map((d) => d.slice(5)), series, stacked: true, label: "Work done per day and person", width: 560, height: 220 }));
+  box.append(barChart({ categories: data.throughput.days.map((d) => d.slice(5)), series, stacked: true, label: "Work done per day and person", width: 1100, height: 240 }));
   box.append(legend(series));
 }

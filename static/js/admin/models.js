@@ -39,6 +39,7 @@ async function refresh() {
     return;
   }
   models = models.results || models;
+  showRollback(models.find((m) => m.is_active));
   if (!models.length) {
     listBox.replaceChildren(el("p", { class: "empty" }, "No model registered yet: register a checkpoint below, or let a training run produce one."));
     return;
@@ -55,6 +56,14 @@ async function refresh() {
       ))),
     ),
   );
+}
+
+/** Roll back is offered only when the active model replaced another one (what it would go back to). */
+function showRollback(active) {
+  const button = $("#rollback");
+  const previous = active && active.previous;
+  button.disabled = !previous;
+  button.title = previous ? `Make ${previous.name} active again` : active ? `${active.name} did not replace another model: nothing to roll back to` : "No model is active: nothing to roll back to";
 }
 
 function drawRoc() {

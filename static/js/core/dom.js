@@ -37,8 +37,10 @@ export function fmtPct(value, digits = 0) {
   return value === null || value === undefined ? "—" : `${(value * 100).toFixed(digits)}%`;
 }
 
+/** ``some_value`` → "Some value": for a value no vocabulary knows (see words.js for those that do). */
 export function humanize(value) {
-  return String(value ?? "").replace(/_/g, " ");
+  const text = String(value ?? "").replace(/_/g, " ").trim();
+  return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
 /** Buttons give focus back after a click, so the keyboard shortcuts keep working. */

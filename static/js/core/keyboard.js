@@ -1,6 +1,7 @@
 /**
- * Keyboard shortcuts: one table per page binds keys to actions and also renders the list shown
- * on the page, so what is listed is exactly what works.
+ * Keyboard shortcuts: one table per page binds keys to actions and also renders the lists shown
+ * on the page (the side panel and the help overlay opened with ``?``), so what is listed is
+ * exactly what works.
  */
 
 const NAMED = { " ": "space", "+": "plus", Escape: "esc", ArrowLeft: "left", ArrowRight: "right", ArrowUp: "up", ArrowDown: "down" };
@@ -21,14 +22,22 @@ function comboOf(event) {
   ].filter(Boolean).join("+");
 }
 
-function isTyping(target) {
-  return target && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+// Inputs that take typed characters; a checkbox or a slider does not, so shortcuts work after clicking one.
+const NOT_TYPED = new Set(["button", "checkbox", "color", "file", "image", "radio", "range", "reset", "submit"]);
+
+/** Whether a key pressed in ``target`` is text being typed (and must not run a shortcut). */
+export function isTyping(target) {
+  if (!target || !target.tagName) return false;
+  if (target.isContentEditable || ["TEXTAREA", "SELECT"].includes(target.tagName)) return true;
+  return target.tagName === "INPUT" && !NOT_TYPED.has((target.type || "text").toLowerCase());
 }
 
 export class Shortcuts {
   constructor() {
     this.bindings = [];
+    this.overlay = null;
     document.addEventListener("keydown", (event) => this.handle(event));
+    this.add({ keys: ["?"], label: "Show or hide this help", group: "General", run: () => this.toggleHelp() });
   }
 
   /** ``{keys: ["ctrl+z"], label, group, run(event), when?(), inInputs?: bool, hidden?: bool}`` */
@@ -40,6 +49,12 @@ export class Shortcuts {
   handle(event) {
     if (document.querySelector("dialog[open]")) return; // a dialog owns the keyboard
     const combo = comboOf(event);
+    if (this.helpOpen) {
+      // The help is modal: it closes on Esc or ?, and no other key acts behind it.
+      if (combo === "esc" || combo === "?") this.toggleHelp(false);
+      event.preventDefault();
+      return;
+    }
     const typing = isTyping(event.target);
     for (const binding of this.bindings) {
       if (!binding.keys.includes(combo)) continue;
@@ -49,6 +64,21 @@ export class Shortcuts {
       binding.run(event);
       return;
     }
+  }
+
+  get helpOpen() {
+    return Boolean(this.overlay && !this.overlay.hidden);
+  }
+
+  /** Open (or close) the help overlay: every listed shortcut of this page, from the bindings. */
+  toggleHelp(open = !this.helpOpen) {
+    if (!this.overlay) {
+      this.overlay = buildOverlay(() => this.toggleHelp(false));
+      document.body.append(this.overlay);
+    }
+    if (open) this.render(this.overlay.querySelector("dl"));
+    this.overlay.hidden = !open;
+    if (open) this.overlay.querySelector(".help-panel").focus();
   }
 
   /** Fill a <dl> with the shortcuts, grouped. */
@@ -81,4 +111,30 @@ export class Shortcuts {
       }
     }
   }
+}
+
+/** The help overlay's frame: a dimmed backdrop and a panel; a click anywhere closes it. */
+function buildOverlay(close) {
+  const overlay = document.createElement("div");
+  overlay.className = "help-overlay";
+  overlay.dataset.testid = "help";
+  overlay.hidden = true;
+  overlay.setAttribute("role", "dialog");
+  overlay.setAttribute("aria-modal", "true");
+  overlay.setAttribute("aria-labelledby", "help-title");
+  const panel = document.createElement("div");
+  panel.className = "help-panel";
+  panel.tabIndex = -1;
+  const title = document.createElement("h2");
+  title.id = "help-title";
+  title.textContent = "Keyboard shortcuts";
+  const hint = document.createElement("p");
+  hint.className = "muted small";
+  hint.textContent = "Press ? or Esc, or click anywhere, to close.";
+  const dl = document.createElement("dl");
+  dl.className = "keys help-keys";
+  panel.append(title, hint, dl);
+  overlay.append(panel);
+  overlay.addEventListener("click", close);
+  return overlay;
 }

@@ -5,7 +5,8 @@
  */
 
 import { post } from "../core/api.js";
-import { $, askDialog, el, humanize } from "../core/dom.js";
+import { $, askDialog, el } from "../core/dom.js";
+import { word } from "../core/words.js";
 import { boxTool } from "../tools/box.js";
 import { bindSaveState } from "../workspace/chrome.js";
 import { bindConflictBanner } from "../workspace/conflict.js";
@@ -45,7 +46,9 @@ function boxesSourceText() {
   const lungs = detail.lungs || {};
   if (lungs.right || lungs.left) {
     if (lungs.source === "model") return `Pre-filled from the model's suggestion${detail.prediction ? ` (${detail.prediction.model_version})` : ""}.`;
-    return `Last saved by ${humanize(lungs.source || "someone")} (${humanize(lungs.status || "")}).`;
+    const status = lungs.status ? ` (${word("lung_status", lungs.status).toLowerCase()})` : "";
+    if (lungs.source === "imported") return `Imported with the dataset${status}.`;
+    return `Last saved by ${word("source", lungs.source || "annotator").toLowerCase()}${status}.`;
   }
   if (detail.prediction && (detail.prediction.right || detail.prediction.left)) return `Pre-filled from the model's suggestion (${detail.prediction.model_version}).`;
   return "No suggestion: drag on the image to draw the patient's right lung, then the left.";
@@ -200,7 +203,7 @@ shortcuts.render($("#shortcuts"));
 
 // ---- what the user should know on opening ------------------------------------------------------
 if (store.readOnly) {
-  notice("info", `This radiograph is ${humanize(detail.state)}`, "It can no longer be changed here. ", el("a", { href: fillUrl(config.urls.radiograph_page, { id: config.id }) }, "Open its page"));
+  notice("info", `This radiograph is ${word("state", detail.state).toLowerCase()}`, "It can no longer be changed here. ", el("a", { href: fillUrl(config.urls.radiograph_page, { id: config.id }) }, "Open its page"));
 } else if (detail.state === "returned" && detail.return_comment) {
   notice("warn", "Returned by the radiologist", detail.return_comment);
 } else if (detail.leased_to && detail.leased_to !== config.user) {

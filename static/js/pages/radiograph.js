@@ -1,6 +1,7 @@
 /** A radiograph's own page, read-only: the viewer with every overlay, the findings and the history. */
 
-import { $, $$, el, fmtPct, humanize } from "../core/dom.js";
+import { $, $$, el, fmtPct } from "../core/dom.js";
+import { findingName, word } from "../core/words.js";
 import { findingColor } from "../viewer/colors.js";
 import { loadMask } from "../viewer/masks.js";
 import { bootWorkspace, fillUrl } from "../workspace/boot.js";
@@ -27,9 +28,9 @@ function renderRegions() {
       const swatch = el("span", { class: "swatch" });
       swatch.style.background = findingColor(r.label);
       return el("div", { class: "region", "data-status": r.status, onclick: () => store.select({ kind: "region", id: r.id }) },
-        el("div", { class: "top" }, swatch, el("span", { class: "name" }, `${humanize(r.label)}${r.subtype ? ` (${humanize(r.subtype)})` : ""}`),
+        el("div", { class: "top" }, swatch, el("span", { class: "name" }, findingName(r.label, r.subtype)),
           r.confidence !== null && r.confidence !== undefined ? el("span", { class: "conf" }, fmtPct(r.confidence)) : null,
-          el("span", { class: `chip status-${r.status}` }, r.status)),
+          el("span", { class: `chip status-${r.status}` }, word("region_status", r.status))),
         r.description ? el("div", { class: "desc" }, r.description) : null);
     }),
   );

@@ -6,7 +6,8 @@
  */
 
 import { patch, post } from "../core/api.js";
-import { $, askDialog, el, fmtPct, humanize } from "../core/dom.js";
+import { $, askDialog, el, fmtPct } from "../core/dom.js";
+import { findingName, word } from "../core/words.js";
 import { boxTool } from "../tools/box.js";
 import { brushTool } from "../tools/brush.js";
 import { polygonTool } from "../tools/polygon.js";
@@ -98,7 +99,7 @@ const firstOpen = store.regions.find((r) => r.status === "suggested");
 if (firstOpen) store.select({ kind: "region", id: firstOpen.id });
 
 function regionName(region) {
-  return `${humanize(region.label)}${region.subtype ? ` (${humanize(region.subtype)})` : ""}`;
+  return findingName(region.label, region.subtype);
 }
 
 function visibleRegions() {
@@ -137,10 +138,10 @@ function renderRegions() {
             swatch,
             el("span", { class: "name" }, regionName(region)),
             region.confidence !== null && region.confidence !== undefined ? el("span", { class: "conf" }, fmtPct(region.confidence)) : null,
-            el("span", { class: `chip status-${region.status}` }, editing ? "editing" : region.status),
+            el("span", { class: `chip status-${region.status}` }, editing ? "Editing" : word("region_status", region.status)),
           ),
           region.description ? el("div", { class: "desc" }, region.description) : null,
-          el("div", { class: "desc" }, `${region.source === "model" ? "suggested by the model" : `by ${region.source}`} · ${region.area} px`),
+          el("div", { class: "desc" }, `${region.source === "model" ? "Suggested by the model" : word("source", region.source)} · ${region.area} px`),
           store.readOnly || editing
             ? null
             : el(
@@ -202,7 +203,7 @@ async function decide(id, decision) {
     store.updateRegion(id, { ...updated, mask: region.mask });
     // Ctrl+Z sets the region back to what it was (a new revision: history keeps both decisions).
     if (updated.status !== before) {
-      store.record({ label: `${humanize(decision)} region #${id}`, undo: () => setStatus(id, before), redo: () => setStatus(id, updated.status) });
+      store.record({ label: `${decision === "accept" ? "Accept" : "Reject"} region #${id}`, undo: () => setStatus(id, before), redo: () => setStatus(id, updated.status) });
     }
     clearNotice();
     refreshHistory();
@@ -295,13 +296,24 @@ async function saveDraft() {
     labelSelect.focus();
     return;
   }
+  const unfinished = polygon.points.length;
+  if (unfinished) {
+    notice("warn", "Close the polygon first", `It has ${unfinished} point${unfinished === 1 ? "" : "s"}: click its first point (or press Enter) to close it, or Esc to drop it.`);
+    return;
+  }
+  // Clicks without a drag leave separate dots (say, polygon corners clicked with the brush still on).
+  const strokes = store.undoStack.filter((c) => c.scope === "draft");
+  if (!draft.id && strokes.length > 1 && strokes.every((c) => c.dot)) {
+    notice("warn", "Not saved: these are separate dots", `The region is ${strokes.length} brush clicks, not an area. Drag the brush (B) to paint it, or outline it with the polygon (P); undo the dots with Ctrl+Z.`);
+    return;
+  }
   saving = true;
   try {
     const body = { label: draft.label, subtype: draft.label === "interstitial_shadow" ? draft.subtype : "", description: draft.description };
     if (!draft.id || draft.changed) {
       const mask = await draft.extract();
       if (!mask) {
-        notice("warn", "The mask is empty", draft.id ? "Paint the region, or reject it instead." : "Paint or outline the region first.");
+        notice("warn", "Not saved: the region has no area", draft.id ? "Paint the region, or reject it instead." : "Paint it with the brush (B) or outline it with the polygon (P) first.");
         return;
       }
       body.bbox = mask.bbox;
@@ -436,7 +448,7 @@ shortcuts
   .add({ keys: ["p"], label: "Polygon", group: "Review", run: () => viewer.setTool("polygon"), when: open })
   .add({ keys: ["["], label: "Smaller brush", group: "Review", run: () => setBrushSize(brushSize() / 1.25) })
   .add({ keys: ["]"], label: "Larger brush", group: "Review", run: () => setBrushSize(brushSize() * 1.25) })
-  .add({ keys: ["enter"], label: "Close the polygon / save the region", group: "Review", run: () => (polygon.points.length >= 3 ? polygon.close() : saveDraft()), when: editing })
+  .add({ keys: ["enter"], label: "Close the polygon / save the region", group: "Review", run: () => (polygon.points.length ? polygon.close() : saveDraft()), when: editing })
   .add({ keys: ["ctrl+s"], label: "Save the region", group: "Review", run: saveDraft, when: editing, inInputs: true })
   .add({ keys: ["backspace"], label: "Remove the last polygon point", group: "Review", run: () => polygon.removeLast(), when: editing })
   .add({ keys: ["esc"], label: "Cancel the polygon / the edit", group: "Review", run: cancelDraft, when: editing, inInputs: true })
@@ -448,7 +460,7 @@ shortcuts.render($("#shortcuts"));
 
 // ---- on opening -------------------------------------------------------------------------------------
 if (store.readOnly) {
-  notice("info", `This radiograph is ${humanize(detail.state)}`, "It is not waiting for review, so it opens read-only. ",
+  notice("info", `This radiograph is ${word("state", detail.state).toLowerCase()}`, "It is not waiting for review, so it opens read-only. ",
     el("a", { href: fillUrl(config.urls.radiograph_page, { id: config.id }) }, "Open its page"));
 } else if (detail.leased_to && detail.leased_to !== config.user) {
   notice("warn", "Someone else holds this radiograph", `${detail.leased_to} is reviewing it.`);

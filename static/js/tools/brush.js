@@ -7,6 +7,7 @@ export function brushTool(viewer, { erase = false, getSize }) {
   const store = viewer.store;
   let last = null;
   let rect = null;
+  let moved = false;
 
   const union = (a, b) => {
     if (!a) return b;
@@ -25,12 +26,15 @@ export function brushTool(viewer, { erase = false, getSize }) {
         return;
       }
       last = { x: p.x, y: p.y };
+      moved = false;
       rect = store.draft.stroke(last, last, getSize(), erase);
       store.maskChanged();
     },
     move(p) {
       if (!last || !store.draft) return;
       const next = { x: p.x, y: p.y };
+      if (next.x === last.x && next.y === last.y) return;
+      moved = true;
       rect = union(rect, store.draft.stroke(last, next, getSize(), erase));
       last = next;
       store.maskChanged();
@@ -38,7 +42,8 @@ export function brushTool(viewer, { erase = false, getSize }) {
     up() {
       if (!last || !store.draft) return;
       const command = store.draft.commit(store.draft.clip(rect), () => store.maskChanged());
-      if (command) store.record(command);
+      // A click without a drag paints one dot: several of them alone are not a region (see review.js).
+      if (command) store.record({ ...command, dot: !moved && !erase });
       last = null;
       rect = null;
     },

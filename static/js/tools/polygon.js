@@ -6,6 +6,25 @@
 
 const CLOSE_PX = 8;
 
+/** The points without repeats (a double-click adds its own clicks; a click may land on a corner twice). */
+function distinct(points) {
+  const seen = new Set();
+  return points.filter((q) => {
+    const key = `${Math.round(q.x * 2)},${Math.round(q.y * 2)}`; // half-pixel grid
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+/** Twice the signed area of a polygon, in image pixels². */
+function shoelace(points) {
+  return points.reduce((sum, q, i) => {
+    const r = points[(i + 1) % points.length];
+    return sum + q.x * r.y - r.x * q.y;
+  }, 0);
+}
+
 export function polygonTool(viewer) {
   const store = viewer.store;
   const vp = viewer.viewport;
@@ -33,14 +52,21 @@ export function polygonTool(viewer) {
       viewer.requestRender();
     },
     dblclick(p) {
-      if (points.length >= 3) tool.close(p.alt);
+      if (points.length) tool.close(p.alt);
     },
+    /** Fill the polygon into the draft; a degenerate one (under 3 corners, no area) is refused with a warning. */
     close(erase = false) {
-      // A double-click also adds its own two clicks as points: drop exact repeats.
-      const unique = points.filter((q, i) => i === 0 || q.x !== points[i - 1].x || q.y !== points[i - 1].y);
+      const corners = distinct(points);
+      if (!store.draft) return false;
+      if (corners.length < 3 || Math.abs(shoelace(corners)) < 1) {
+        const what = corners.length < 3 ? `only ${corners.length} distinct point${corners.length === 1 ? "" : "s"}` : "no area (its points are on one line)";
+        viewer.dispatchEvent(new CustomEvent("hint", { detail: `Not a region: this polygon has ${what}. Click at least 3 corners around the finding.` }));
+        points = [];
+        viewer.requestRender();
+        return false;
+      }
       points = [];
-      if (unique.length < 3 || !store.draft) return false;
-      const rect = store.draft.polygon(unique, erase);
+      const rect = store.draft.polygon(corners, erase);
       const command = store.draft.commit(rect, () => store.maskChanged());
       if (command) store.record(command);
       store.maskChanged();

@@ -7,13 +7,9 @@
  */
 
 import { SIDE_COLORS, SIDE_SHORT, findingColor } from "./colors.js";
+import { findingName } from "../core/words.js";
 
 export const HANDLE_SIZE = 8;
-
-function humanLabel(region) {
-  const base = region.label.replace(/_/g, " ");
-  return region.subtype ? `${base} (${region.subtype.replace(/_/g, " ")})` : base;
-}
 
 export class Renderer {
   constructor({ canvas, viewport, store, source }) {
@@ -23,6 +19,7 @@ export class Renderer {
     this.store = store;
     this.source = source;
     this.toolOverlay = null;
+    this.pendingTags = [];
   }
 
   render() {
@@ -38,9 +35,11 @@ export class Renderer {
     ctx.drawImage(image, 0, 0, this.source.width, this.source.height);
 
     const layers = store.display.layers;
+    this.pendingTags = [];
     if (layers.regions) this.drawRegions(dpr);
     if (store.draft) this.drawDraft(dpr);
     if (layers.lungs && store.doc) this.drawLungs(dpr);
+    this.drawTags(dpr);
     if (this.toolOverlay) {
       ctx.save();
       this.toolOverlay(ctx, dpr);
@@ -72,7 +71,7 @@ export class Renderer {
       ctx.setLineDash([]);
       if (store.display.layers.labels) {
         const conf = region.confidence === null || region.confidence === undefined ? "" : ` ${Math.round(region.confidence * 100)}%`;
-        this.tag(`${humanLabel(region)}${conf}`, a.x, a.y, color);
+        this.tag(`${findingName(region.label, region.subtype)}${conf}`, { x0: a.x, y0: a.y, x1: b.x, y1: b.y }, color, region.id === selectedId ? 1 : 2);
       }
     }
   }
@@ -100,7 +99,7 @@ export class Renderer {
       ctx.fillStyle = side === selectedSide ? "rgba(255,255,255,0.04)" : "transparent";
       ctx.fillRect(a.x, a.y, b.x - a.x, b.y - a.y);
       ctx.strokeRect(a.x, a.y, b.x - a.x, b.y - a.y);
-      if (store.display.layers.labels) this.tag(`${SIDE_SHORT[side]} · patient ${side}`, a.x, a.y, color);
+      if (store.display.layers.labels) this.tag(`${SIDE_SHORT[side]} · patient ${side}`, { x0: a.x, y0: a.y, x1: b.x, y1: b.y }, color, 0);
       if (side === selectedSide && !store.readOnly) {
         ctx.fillStyle = color;
         for (const [hx, hy] of handlePoints(a, b)) {
@@ -110,17 +109,68 @@ export class Renderer {
     }
   }
 
-  /** A small label above the point (x, y) in canvas pixels. */
-  tag(text, x, y, color) {
-    const { ctx } = this;
-    ctx.font = "600 11px system-ui, sans-serif";
-    const width = ctx.measureText(text).width + 8;
-    const top = Math.max(0, y - 17);
-    ctx.fillStyle = "rgba(13,17,23,0.8)";
-    ctx.fillRect(x, top, width, 16);
-    ctx.fillStyle = color;
-    ctx.fillText(text, x + 4, top + 12);
+  /** Queue a small label for the box ``{x0, y0, x1, y1}`` (canvas pixels); lower ``rank`` is placed first. */
+  tag(text, box, color, rank) {
+    this.pendingTags.push({ text, box, color, rank });
   }
+
+  /**
+   * Place the queued labels so that none covers another (lung boxes first, then the selected
+   * region, then the rest), draw them, and publish where they went on the canvas element
+   * (``data-labels``, CSS pixels) for whoever needs to know what the overlay shows.
+   */
+  drawTags(dpr) {
+    const { ctx, canvas } = this;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.font = TAG_FONT;
+    const bounds = { w: canvas.width / dpr, h: canvas.height / dpr };
+    const placed = [];
+    const items = [...this.pendingTags].sort((a, b) => a.rank - b.rank);
+    for (const item of items) {
+      const rect = placeTag(item.box, ctx.measureText(item.text).width + 8, TAG_HEIGHT, bounds, placed);
+      placed.push({ ...rect, text: item.text });
+      ctx.fillStyle = "rgba(13,17,23,0.8)";
+      ctx.fillRect(rect.x, rect.y, rect.w, rect.h);
+      ctx.fillStyle = item.color;
+      ctx.fillText(item.text, rect.x + 4, rect.y + 12);
+    }
+    const published = JSON.stringify(placed.map((r) => ({ text: r.text, x: Math.round(r.x * 10) / 10, y: Math.round(r.y * 10) / 10, w: Math.round(r.w * 10) / 10, h: r.h })));
+    if (canvas.dataset.labels !== published) canvas.dataset.labels = published;
+  }
+}
+
+const TAG_FONT = "600 11px system-ui, sans-serif";
+const TAG_HEIGHT = 16;
+const TAG_GAP = 1;
+
+function overlaps(a, b) {
+  return a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+}
+
+/**
+ * Where a ``w``×``h`` label of ``box`` goes: the first free spot among its corners (above the
+ * top-left corner, inside it, the right-hand corners, below the box), then further down along
+ * the box's left edge, then anywhere down the canvas at that x.
+ */
+function placeTag(box, w, h, bounds, placed) {
+  const step = h + TAG_GAP;
+  const candidates = [
+    [box.x0, box.y0 - step], [box.x0, box.y0 + TAG_GAP], [box.x1 - w, box.y0 - step], [box.x1 - w, box.y0 + TAG_GAP],
+    [box.x0, box.y1 + TAG_GAP], [box.x0, box.y1 - step],
+  ];
+  for (let y = box.y0 + TAG_GAP + step; y < box.y1 - h; y += step) candidates.push([box.x0, y]);
+  for (let y = 0; y + h <= bounds.h; y += step) candidates.push([box.x0, y]);
+  const clamp = ([x, y]) => ({
+    x: Math.max(0, Math.min(x, bounds.w - w)),
+    y: Math.max(0, Math.min(y, bounds.h - h)),
+    w,
+    h,
+  });
+  for (const candidate of candidates) {
+    const rect = clamp(candidate);
+    if (!placed.some((other) => overlaps(rect, other))) return rect;
+  }
+  return clamp(candidates[0]); // a canvas too crowded to separate them: keep it at its box
 }
 
 /** The eight resize handles of a box given by its canvas corners, with their names. */

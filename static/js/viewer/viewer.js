@@ -5,6 +5,7 @@
  * the wheel zooms at the pointer.
  */
 
+import { isTyping } from "../core/keyboard.js";
 import { ImageSource } from "./imagery.js";
 import { Renderer } from "./renderer.js";
 import { Viewport } from "./viewport.js";
@@ -19,6 +20,8 @@ export class Viewer extends EventTarget {
     this.canvas = document.createElement("canvas");
     this.canvas.setAttribute("aria-label", "Radiograph");
     this.canvas.dataset.testid = "viewer-canvas";
+    // Focusable, so a click on the image takes the keyboard away from a text box being typed in.
+    this.canvas.tabIndex = -1;
     container.prepend(this.canvas);
     this.viewport = new Viewport(this.canvas);
     this.source = null;
@@ -135,9 +138,11 @@ export class Viewer extends EventTarget {
     canvas.addEventListener("contextmenu", (e) => e.preventDefault());
     canvas.addEventListener("pointerdown", (event) => {
       if (!this.source) return;
+      // A click that leaves a text box only ends the typing: it must not also paint a stray dot.
+      const wasTyping = isTyping(document.activeElement);
       canvas.focus({ preventScroll: true });
       const pan = event.button === 1 || (event.button === 0 && this.spaceHeld);
-      const tool = pan ? this.tools.pan : event.button === 0 ? this.activeTool : null;
+      const tool = pan ? this.tools.pan : event.button === 0 && !wasTyping ? this.activeTool : null;
       if (!tool) return;
       event.preventDefault();
       canvas.setPointerCapture(event.pointerId);

@@ -8,14 +8,24 @@ import { $, $$ } from "../core/dom.js";
 export function setupViewerChrome({ viewer, store, shortcuts, root = document }) {
   const toast = $("#viewer-toast", root);
   let toastTimer = 0;
+  function hideHint() {
+    clearTimeout(toastTimer);
+    if (toast) toast.classList.add("hidden");
+  }
+  /** A short message over the image: it leaves after ``ms``, or at the user's next click or key. */
   function hint(message, ms = 3500) {
     if (!toast) return;
     toast.textContent = message;
     toast.classList.remove("hidden");
     clearTimeout(toastTimer);
-    toastTimer = setTimeout(() => toast.classList.add("hidden"), ms);
+    toastTimer = setTimeout(hideHint, ms);
   }
   viewer.addEventListener("hint", (e) => hint(e.detail));
+  // Captured before any handler runs, so a hint that the same click or key shows stays up.
+  window.addEventListener("pointerdown", hideHint, { capture: true });
+  window.addEventListener("keydown", (event) => {
+    if (!["Shift", "Control", "Alt", "Meta"].includes(event.key)) hideHint();
+  }, { capture: true });
 
   const actions = {
     "zoom-in": () => viewer.zoomBy(1.25),
@@ -100,12 +110,18 @@ export function setupViewerChrome({ viewer, store, shortcuts, root = document })
         store.setDisplay({ layers: { lungs: on, regions: on, labels: on } });
       },
     })
-    .add({ keys: ["l"], label: "Toggle lung boxes", group: viewGroup, run: () => store.toggleLayer("lungs") })
-    .add({ keys: ["f"], label: "Toggle findings", group: viewGroup, run: () => store.toggleLayer("regions") })
-    .add({ keys: ["ctrl+z"], label: "Undo", group: "Editing", run: actions.undo })
-    .add({ keys: ["ctrl+shift+z", "ctrl+y"], label: "Redo", group: "Editing", run: actions.redo });
+    .add({ keys: ["l"], label: "Toggle lung boxes", group: viewGroup, run: () => store.toggleLayer("lungs") });
+  // Only a page that shows findings has a findings layer to toggle (the annotation workspace has none).
+  if ($("[data-layer=regions]", root)) {
+    shortcuts.add({ keys: ["f"], label: "Toggle findings", group: viewGroup, run: () => store.toggleLayer("regions") });
+  }
+  if ($("[data-action=undo]", root)) {
+    shortcuts
+      .add({ keys: ["ctrl+z"], label: "Undo", group: "Editing", run: actions.undo })
+      .add({ keys: ["ctrl+shift+z", "ctrl+y"], label: "Redo", group: "Editing", run: actions.redo });
+  }
 
-  return { hint, status };
+  return { hint, hideHint, status };
 }
 
 /** The "Saved · version 3" indicator in the status bar. */

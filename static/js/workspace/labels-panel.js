@@ -1,6 +1,7 @@
 /** The image-level part of the side panel: H/C/O labels with their provenance, view, lung boxes. */
 
 import { $, $$, el } from "../core/dom.js";
+import { word } from "../core/words.js";
 
 export function bindLabelsPanel({ store, config, detail, extra = () => {} }) {
   const viewSelect = $("#view");
@@ -22,7 +23,7 @@ export function bindLabelsPanel({ store, config, detail, extra = () => {} }) {
       const name = node.dataset.source;
       const changed = store.base && store.base.labels[name] !== doc.labels[name];
       const source = (detail.label_sources || {})[name];
-      node.textContent = changed ? "changed by you" : source && source !== "none" ? `from ${source}` : "";
+      node.textContent = changed ? "Changed by you" : source && source !== "none" ? `Source: ${word("provenance", source)}` : "";
     }
     viewSelect.value = doc.view;
     viewSelect.disabled = store.readOnly;
