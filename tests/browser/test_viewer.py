@@ -91,7 +91,7 @@ def test_radiograph_page_shows_who_did_what(page, live_server, login, import_sam
     expect(history.locator("li").nth(0)).to_contain_text("Left box misses the base")
     expect(history.locator("li").nth(1)).to_contain_text("rad1 started the review")
     expect(history.locator("li").nth(2)).to_contain_text("ann1 submitted the lung boxes")
-    expect(history.locator("li").nth(3)).to_contain_text("imported it")
+    expect(history.locator("li").nth(3)).to_contain_text("Imported with the dataset")
 
 
 def test_overlays_are_drawn_where_the_image_coordinates_say_on_a_high_dpi_screen(browser, live_server, import_sample, make_user, model_version):
