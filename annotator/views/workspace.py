@@ -9,23 +9,19 @@ from django.conf import settings
 from django.shortcuts import render
 
 from .. import selectors
-from ..constants import ExclusionReason, FindingLabel, InterstitialSubtype, View
+from ..constants import FINDING_INPUT_CHOICES, FRONTAL_VIEWS, ExclusionReason, InterstitialSubtype, View
 from ..permissions import can, page_requires
 
-
-VIEW_LABELS = {View.PA: "PA", View.AP: "AP", View.AP_SUPINE: "AP supine", View.UNKNOWN: "Unknown"}
-
-
-def _nice(value: str) -> str:
-    return value.replace("_", " ").capitalize()
+# The views a person may choose in the workspaces (the others are excluded, not annotated).
+VIEW_LABELS = {value: label for value, label in View.choices if value in FRONTAL_VIEWS}
 
 
 def finding_choices() -> list[list[str]]:
-    return [[v, _nice(v)] for v in FindingLabel.values if v != FindingLabel.UNKNOWN]
+    return [[value, str(label)] for value, label in FINDING_INPUT_CHOICES]
 
 
 def subtype_choices() -> list[list[str]]:
-    return [[v, _nice(v)] for v in InterstitialSubtype.values]
+    return [[value, str(label)] for value, label in InterstitialSubtype.choices]
 
 
 def workspace_config(request, radiograph_id: int, *, mode: str) -> dict:
