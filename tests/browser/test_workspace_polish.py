@@ -97,6 +97,10 @@ def test_help_overlay_lists_the_page_shortcuts_on_every_workspace_page(page, liv
     assert listed == page.locator("#shortcuts").inner_text()
     page.keyboard.press("Escape")
     expect(help_box).to_be_hidden()
+    page.locator("[data-action=help]").click()  # the same help from the toolbar
+    expect(help_box).to_be_visible()
+    page.keyboard.press("?")
+    expect(help_box).to_be_hidden()
 
 
 def test_hints_leave_at_the_next_action_and_by_themselves(page, live_server, login, shot, import_sample, make_user):

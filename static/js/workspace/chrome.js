@@ -36,6 +36,7 @@ export function setupViewerChrome({ viewer, store, shortcuts, root = document })
     reset: () => viewer.reset(),
     undo: () => store.undo(),
     redo: () => store.redo(),
+    help: () => shortcuts.toggleHelp(),
   };
   for (const button of $$("[data-action]", root)) {
     const run = actions[button.dataset.action];
