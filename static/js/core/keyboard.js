@@ -4,6 +4,8 @@
  * exactly what works.
  */
 
+import { el } from "./dom.js";
+
 const NAMED = { " ": "space", "+": "plus", Escape: "esc", ArrowLeft: "left", ArrowRight: "right", ArrowUp: "up", ArrowDown: "down" };
 const DISPLAY = { plus: "+", ctrl: "Ctrl", shift: "Shift", alt: "Alt", enter: "Enter", esc: "Esc", space: "Space", tab: "Tab", left: "←", right: "→", up: "↑", down: "↓", delete: "Del", backspace: "⌫" };
 
@@ -115,26 +117,17 @@ export class Shortcuts {
 
 /** The help overlay's frame: a dimmed backdrop and a panel; a click anywhere closes it. */
 function buildOverlay(close) {
-  const overlay = document.createElement("div");
-  overlay.className = "help-overlay";
-  overlay.dataset.testid = "help";
+  const overlay = el(
+    "div",
+    { class: "help-overlay", role: "dialog", "aria-modal": "true", "aria-labelledby": "help-title", "data-testid": "help", onclick: close },
+    el(
+      "div",
+      { class: "help-panel", tabindex: "-1" },
+      el("h2", { id: "help-title" }, "Keyboard shortcuts"),
+      el("p", { class: "muted small" }, "Press ? or Esc, or click anywhere, to close."),
+      el("dl", { class: "keys help-keys" }),
+    ),
+  );
   overlay.hidden = true;
-  overlay.setAttribute("role", "dialog");
-  overlay.setAttribute("aria-modal", "true");
-  overlay.setAttribute("aria-labelledby", "help-title");
-  const panel = document.createElement("div");
-  panel.className = "help-panel";
-  panel.tabIndex = -1;
-  const title = document.createElement("h2");
-  title.id = "help-title";
-  title.textContent = "Keyboard shortcuts";
-  const hint = document.createElement("p");
-  hint.className = "muted small";
-  hint.textContent = "Press ? or Esc, or click anywhere, to close.";
-  const dl = document.createElement("dl");
-  dl.className = "keys help-keys";
-  panel.append(title, hint, dl);
-  overlay.append(panel);
-  overlay.addEventListener("click", close);
   return overlay;
 }
