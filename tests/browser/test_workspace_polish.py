@@ -266,7 +266,7 @@ def test_every_page_speaks_human_words_to_every_role(page, live_server, login, s
     from annotator.models import LungAnnotation, Radiograph
     from annotator.services.workflow import queue_next
 
-    first, second, third = import_sample("00870a9c.jpg", "000001-12.jpg", "16663_1_1.jpg")
+    first, second, third, lateral = import_sample("00870a9c.jpg", "000001-12.jpg", "16663_1_1.jpg", "000005-5-b.jpg")
     ann, rad = make_user("annotator", username="ann1"), make_user("radiologist", username="rad1")
     # Waiting for review, with labels, an AP supine view, and suggested regions.
     Radiograph.objects.filter(pk=first.pk).update(view="AP_SUPINE")
@@ -279,9 +279,11 @@ def test_every_page_speaks_human_words_to_every_role(page, live_server, login, s
     LungAnnotation.objects.create(radiograph=third, version=third.version, right_box=right, left_box=left, status="submitted", source="imported")
     Radiograph.objects.filter(pk=third.pk).update(view="UNKNOWN", other_disease="positive", other_disease_source="imported")
     assert queue_next(user=rad, queue="review") is not None
+    # Excluded as a lateral view.
+    Radiograph.objects.filter(pk=lateral.pk).update(view="LATERAL", state="excluded", excluded_reason="lateral_view")
 
     visits = {
-        ann: ["/annotate/", f"/annotate/{third.id}/", "/radiographs/", f"/radiographs/{first.id}/", f"/radiographs/{third.id}/"],
+        ann: ["/annotate/", f"/annotate/{third.id}/", f"/annotate/{lateral.id}/", "/radiographs/", f"/radiographs/{first.id}/", f"/radiographs/{third.id}/"],
         rad: ["/review/", f"/review/{first.id}/", f"/radiographs/?state=lungs_done", f"/radiographs/{second.id}/"],
         make_user("admin", username="boss"): ["/manage/", "/manage/import/", "/manage/exports/", "/manage/models/", "/manage/training/",
                                               "/manage/users/", "/radiographs/", f"/radiographs/{third.id}/"],
@@ -304,6 +306,9 @@ def test_every_page_speaks_human_words_to_every_role(page, live_server, login, s
     page.goto(f"{live_server.url}/annotate/{third.id}/")
     expect(page.locator("#boxes-source")).to_have_text(re.compile(r"^Imported with the dataset"))
     expect(page.locator("[data-source=other_disease]")).to_have_text("Source: Imported with the dataset")
+    page.goto(f"{live_server.url}/annotate/{lateral.id}/")
+    expect(page.locator("#notice")).to_contain_text("This radiograph is excluded")
+    expect(page.locator("#view option:checked")).to_have_text("Lateral")
     page.goto(f"{live_server.url}/radiographs/{first.id}/")
     expect(page.get_by_test_id("state")).to_have_text("Waiting for review")
     expect(page.locator(".kv")).to_contain_text("AP supine")

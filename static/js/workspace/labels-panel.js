@@ -25,6 +25,8 @@ export function bindLabelsPanel({ store, config, detail, extra = () => {} }) {
       const source = (detail.label_sources || {})[name];
       node.textContent = changed ? "Changed by you" : source && source !== "none" ? `Source: ${word("provenance", source)}` : "";
     }
+    // A view people may not choose (lateral, CT: excluded radiographs, shown read-only) still shows its name.
+    if (doc.view && ![...viewSelect.options].some((o) => o.value === doc.view)) viewSelect.append(el("option", { value: doc.view }, word("view", doc.view)));
     viewSelect.value = doc.view;
     viewSelect.disabled = store.readOnly;
     extra();
