@@ -12,7 +12,8 @@ from django.db import connection
 from annotator.models import ImportJob, Radiograph
 from annotator.services.imports import SourceFile, dataset_get_or_create, radiographs_import
 
-from .test_deidentify import DATE, MARKER, PATIENT_ID, all_uids, marked_dataset, rsna_path, to_bytes  # noqa: F401
+from .dicom_markers import DATE, MARKER, PATIENT_ID, marked_dataset, to_bytes
+from .test_deidentify import all_uids, rsna_path  # noqa: F401
 
 TABLES = ["annotator_radiograph", "annotator_reviewevent", "annotator_importjob", "annotator_subject"]
 
