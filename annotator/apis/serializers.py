@@ -36,7 +36,6 @@ class RadiographListSerializer(serializers.ModelSerializer):
             "preannotation_status", "created_at", "updated_at",
         ]
 
-
     def get_source_name(self, radiograph: Radiograph) -> str:
         request = self.context.get("request")
         return file_name_for(getattr(request, "user", None), radiograph)

@@ -50,7 +50,7 @@ def test_burned_in_annotation_yes_is_excluded_unless_the_admin_opts_in(rsna_path
     assert (radiograph.state, radiograph.excluded_reason) == (State.EXCLUDED, ExclusionReason.BURNED_IN_TEXT)
     assert radiograph.get_excluded_reason_display() == "Burned-in text"
     assert ReviewEvent.objects.get(radiograph=radiograph).data["reason"] == "burned_in_text"
-    assert not Radiograph.objects.filter(state__in=["imported", "preannotated"]).exists()  # not in the queue
+    assert not Radiograph.objects.filter(dataset__name="burned", state__in=["imported", "preannotated"]).exists()  # not queued
 
     opted_in = _upload(client, "burned-ok", {"scan.dcm": data}, allow_burned_in="true")
     assert opted_in["imported"] == 1 and opted_in["excluded"] == []
