@@ -14,3 +14,7 @@ urlpatterns = [
     path("api/", include("inference.urls")),
     path("", include("annotator.pages_urls")),
 ]
+handler400 = "annotator.views.errors.bad_request"
+handler403 = "annotator.views.errors.permission_denied"
+handler404 = "annotator.views.errors.page_not_found"
+handler500 = "annotator.views.errors.server_error"
