@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_results",
     "django_celery_beat",
     "axes",
@@ -194,6 +195,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Chest X-ray annotation and review with CMTNet pre-annotation.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its docs need a sign-in (any role, or a token); the docs' assets come from the
+    # app's own static files, as the content security policy allows no other origin.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # One schema name per choice set shared by several fields.
     "ENUM_NAME_OVERRIDES": {
