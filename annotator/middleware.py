@@ -91,7 +91,8 @@ class EarlyRefusal:
                 user = authenticated[0]
         if not user.is_authenticated:
             if is_api:
-                return error_response(request, status=403, message="Sign in first.", code="not_authenticated")
+                # DRF refuses it without reading the body (no session: no CSRF check to read it).
+                return None
             return redirect(f"/accounts/login/?next={request.path}")
         if not can(user, action):
             return error_response(request, status=403, message="Your role does not allow this.")
