@@ -6,8 +6,9 @@
   on API views, ``page_requires`` on pages) is refused for its role (403) or its declared size
   (413) from the headers alone, before the body is read: the CSRF check and the parsers would
   otherwise read (and spool to disk) a whole upload only to refuse it.
-- ``PageErrors``: domain errors and refused database values raised by server-rendered pages get
-  their HTTP status and an error page (DRF views have ``annotator.apis.exception_handler``).
+- ``PageErrors``: domain errors, refused database values and a database briefly away, raised by
+  server-rendered pages, get their HTTP status (as ``annotator.apis.exception_handler`` gives DRF
+  views) and an error page.
 """
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ import logging
 from urllib.parse import unquote
 
 from django.conf import settings
-from django.db import DataError
+from django.db import DatabaseError, DataError, InterfaceError, OperationalError
 from django.shortcuts import redirect
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
-from .errors import DomainError
+from .errors import DomainError, FileTooLarge
 from .permissions import can
 from .views.errors import error_response
 
@@ -54,14 +55,14 @@ def declared_action(view_func, method: str) -> str | None:
     return getattr(view_func, "required_action", None)
 
 
-def body_limit(view_func) -> int:
-    """The largest body a view accepts: the setting its ``body_limit_setting`` names (uploads), or
-    Django's limit for bodies held in memory."""
+def body_limit(view_func) -> tuple[int, bool]:
+    """The largest body a view accepts, and whether it takes files: the setting its
+    ``body_limit_setting`` names (uploads), or Django's limit for bodies held in memory."""
     cls = getattr(view_func, "cls", None)
     name = getattr(cls, "body_limit_setting", None) or getattr(view_func, "body_limit_setting", None)
     if name:
-        return getattr(settings, name) + MULTIPART_OVERHEAD
-    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE + MULTIPART_OVERHEAD
+        return getattr(settings, name) + MULTIPART_OVERHEAD, True
+    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE + MULTIPART_OVERHEAD, False
 
 
 class EarlyRefusal:
@@ -81,28 +82,33 @@ class EarlyRefusal:
         if action is None:
             return None
         is_api = getattr(view_func, "cls", None) is not None
-        user = request.user
-        if is_api and not user.is_authenticated:
-            try:
+        try:
+            user = request.user
+            if is_api and not user.is_authenticated:
                 authenticated = TokenAuthentication().authenticate(request)  # reads headers only
-            except AuthenticationFailed as exc:
-                return error_response(request, status=401, message=str(exc.detail), code="not_authenticated")
-            if authenticated is not None:
-                user = authenticated[0]
-        if not user.is_authenticated:
-            if is_api:
-                # DRF refuses it without reading the body (no session: no CSRF check to read it).
-                return None
-            return redirect(f"/accounts/login/?next={request.path}")
-        if not can(user, action):
+                if authenticated is not None:
+                    user = authenticated[0]
+            if not user.is_authenticated:
+                if is_api:
+                    # DRF refuses it without reading the body (no session: no CSRF check to read it).
+                    return None
+                return redirect(f"/accounts/login/?next={request.path}")
+            allowed = can(user, action)
+        except (AuthenticationFailed, DatabaseError):
+            # A bad token, or the database briefly away: the view answers as it always does, and
+            # refuses without reading the body (neither leaves a session whose CSRF check reads it).
+            return None
+        if not allowed:
             return error_response(request, status=403, message="Your role does not allow this.")
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             return error_response(request, status=400, message="The Content-Length header is not a number.")
-        limit = body_limit(view_func)
+        limit, is_upload = body_limit(view_func)
         if length > limit:
-            return error_response(request, status=413, message=f"The request body is larger than the {limit} bytes allowed here.", code="too_large")
+            # Same code as the upload views' own size errors (FileTooLarge) where the view takes files.
+            code = FileTooLarge.code if is_upload else "too_large"
+            return error_response(request, status=413, message=f"The request body is larger than the {limit} bytes allowed here.", code=code)
         return None
 
 
@@ -119,4 +125,9 @@ class PageErrors:
         if isinstance(exception, DataError):
             logger.warning("invalid data in %s: %s", request.path, exception)
             return error_response(request, status=400, message="A value in the request cannot be stored or searched for.")
+        if isinstance(exception, (OperationalError, InterfaceError)):
+            logger.warning("database unavailable in %s: %s", request.path, exception)
+            response = error_response(request, status=503, message="The database is briefly unavailable. Try again in a moment.", code="unavailable")
+            response["Retry-After"] = "2"
+            return response
         return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
-TITLES = {400: "Bad request", 403: "Not allowed", 404: "Not found", 413: "Too large", 500: "Something went wrong"}
+TITLES = {400: "Bad request", 403: "Not allowed", 404: "Not found", 413: "Too large", 500: "Something went wrong", 503: "Briefly unavailable"}
 CODES = {400: "invalid_input", 403: "not_allowed", 404: "not_found", 413: "too_large", 500: "error"}
 
 
