@@ -1,4 +1,7 @@
-"""The vocabulary fixed by the design: workflow states, views, findings, labels and roles."""
+"""The vocabulary fixed by the design: workflow states, views, findings, labels and roles.
+
+The states are named here; what may happen in each (transitions, edits, queues) is ``annotator.workflow``.
+"""
 from __future__ import annotations
 
 from django.db import models
@@ -13,10 +16,6 @@ class State(models.TextChoices):
     RETURNED = "returned"
     EXCLUDED = "excluded"
 
-
-# The states each work queue hands out, in the order it hands them out (returned work first).
-ANNOTATE_QUEUE = (State.RETURNED, State.PREANNOTATED, State.IMPORTED)
-REVIEW_QUEUE = (State.IN_REVIEW, State.LUNGS_DONE)
 
 
 class View(models.TextChoices):

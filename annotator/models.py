@@ -13,8 +13,6 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .constants import (
-    ANNOTATE_QUEUE,
-    REVIEW_QUEUE,
     AnnotationSource,
     ExclusionReason,
     FindingLabel,
@@ -26,6 +24,7 @@ from .constants import (
     Tri,
     View,
 )
+from .workflow import QUEUES
 
 
 class Dataset(models.Model):
@@ -121,8 +120,8 @@ class Radiograph(models.Model):
             # The queues hand out their oldest free radiograph: each walks an index of its own rows by
             # id rather than the primary key over every radiograph already done (the planner cannot
             # know that done rows gather at the low ids).
-            models.Index(fields=["id"], name="radiograph_annotate_queue", condition=Q(state__in=ANNOTATE_QUEUE)),
-            models.Index(fields=["id"], name="radiograph_review_queue", condition=Q(state__in=REVIEW_QUEUE)),
+            models.Index(fields=["id"], name="radiograph_annotate_queue", condition=Q(state__in=QUEUES["annotate"].states)),
+            models.Index(fields=["id"], name="radiograph_review_queue", condition=Q(state__in=QUEUES["review"].states)),
         ]
 
     def __str__(self) -> str:

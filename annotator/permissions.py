@@ -39,11 +39,16 @@ def user_roles(user) -> set[str]:
     return cached
 
 
+def capabilities(user) -> frozenset[str]:
+    """Every action the user's roles allow (the union over their roles)."""
+    roles = user_roles(user) or {"anonymous"}
+    return frozenset().union(*(PERMISSIONS[role] for role in roles))
+
+
 def can(user, action: str) -> bool:
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
-    roles = user_roles(user) or {"anonymous"}
-    return any(action in PERMISSIONS[role] for role in roles)
+    return action in capabilities(user)
 
 
 class HasRole(BasePermission):

@@ -8,9 +8,9 @@ the transaction commits. ``radiograph_preannotate`` (what the task runs) is idem
 - the attempt is counted and committed *before* the model runs, so a radiograph that kills the worker
   every time is marked failed with the reason after ``PREANNOTATE_MAX_ATTEMPTS`` starts instead of
   being retried forever;
-- human work is never overwritten: suggestions go only to radiographs that are imported, pre-annotated
-  or returned; a newer model replaces only the model's untouched suggestions (regions still
-  ``suggested`` at version 1, and a lung suggestion nobody has edited).
+- human work is never overwritten: suggestions go only to radiographs in the states where the
+  workflow table (``annotator.workflow``) allows ``preannotate``, and are applied by the annotator's
+  ``suggestions_apply``, which replaces only the model's untouched suggestions.
 """
 from __future__ import annotations
 
@@ -27,11 +27,11 @@ from django.db import transaction
 from django.db.models import F
 from PIL import Image
 
-from annotator.constants import AnnotationSource, LungStatus, RegionStatus, State
+from annotator import workflow
 from annotator.errors import Conflict, InvalidInput
-from annotator.models import FindingRegion, FindingRegionRevision, Radiograph
-from annotator.services.annotation_import import lung_annotation_save
+from annotator.models import Radiograph
 from annotator.services.events import event_record
+from annotator.services.suggestions import suggestions_apply
 
 from ..models import ModelVersion, Prediction, PreannotationBatch, PreannotationItem
 from ..runtime import predictor_for
@@ -39,8 +39,8 @@ from ..suggestions import Suggestion, suggestion_from_prediction
 
 logger = logging.getLogger(__name__)
 
-# States whose radiographs receive (new) suggestions; later states hold human decisions.
-OPEN_STATES = (State.IMPORTED, State.PREANNOTATED, State.RETURNED)
+# States whose radiographs receive (new) suggestions (the workflow table's); later states hold human decisions.
+OPEN_STATES = workflow.sources("preannotate")
 Item = PreannotationItem.Status
 
 
@@ -270,72 +270,16 @@ def _store(*, radiograph_id: int, model_version: ModelVersion, batch_id: int | N
         changes: dict = {"preannotation_status": "done", "preannotation_error": ""}
         if suggestion.uncertainty is not None:
             changes["uncertainty"] = suggestion.uncertainty
-        still_active = ModelVersion.objects.filter(pk=model_version.pk, is_active=True).exists()
-        if radiograph.state in OPEN_STATES and still_active:
-            lungs_saved, regions = _suggestions_apply(radiograph=radiograph, prediction=prediction, suggestion=suggestion)
-            before = radiograph.state
-            after = State.PREANNOTATED if before == State.IMPORTED else before
-            changes["state"] = after
-            if not lungs_saved:
-                changes["version"] = F("version") + 1  # the state is guarded by the version too
-            event_record(
+        if ModelVersion.objects.filter(pk=model_version.pk, is_active=True).exists():
+            suggestions_apply(
                 radiograph=radiograph,
-                actor=None,
-                action="preannotated",
-                from_state=before,
-                to_state=after,
-                model_version=model_version,
-                data={"prediction": prediction.pk, "regions": regions, "lungs": lungs_saved, "right": suggestion.right_box, "left": suggestion.left_box},
+                prediction_id=prediction.pk,
+                model_version_id=model_version.pk,
+                right_box=suggestion.right_box,
+                left_box=suggestion.left_box,
+                regions=suggestion.regions,
+                label=settings.PREANNOTATE_REGION_LABEL,
             )
         Radiograph.objects.filter(pk=radiograph_id).update(**changes)
         _item(batch_id, radiograph_id, Item.DONE, "")
     return "done"
-
-
-def _suggestions_apply(*, radiograph: Radiograph, prediction: Prediction, suggestion: Suggestion) -> tuple[bool, int]:
-    """Replace the model's untouched suggestions with this prediction's; returns (lungs saved, regions)."""
-    stale = list(
-        FindingRegion.objects.filter(
-            radiograph=radiograph, source=AnnotationSource.MODEL, status=RegionStatus.SUGGESTED, version=1
-        ).values_list("pk", flat=True)
-    )
-    if stale:  # (the common first pre-annotation has none: skip the delete's extra queries)
-        FindingRegion.objects.filter(pk__in=stale).delete()
-    label = settings.PREANNOTATE_REGION_LABEL
-    # Two INSERTs for all regions and their first revisions, not two per region.
-    regions = FindingRegion.objects.bulk_create(
-        [
-            FindingRegion(
-                radiograph=radiograph,
-                label=label,
-                status=RegionStatus.SUGGESTED,
-                source=AnnotationSource.MODEL,
-                confidence=suggested.confidence,
-                bbox=suggested.bbox,
-                mask_png=suggested.mask_png,
-                area=suggested.area,
-                prediction=prediction,
-            )
-            for suggested in suggestion.regions
-        ]
-    )
-    FindingRegionRevision.objects.bulk_create(
-        [
-            FindingRegionRevision(region=region, version=1, label=label, status=region.status, bbox=region.bbox, mask_png=region.mask_png)
-            for region in regions
-        ]
-    )
-    current = radiograph.lung_annotations.first()
-    untouched = current is None or (current.source == AnnotationSource.MODEL and current.status == LungStatus.SUGGESTED)
-    if not untouched or (suggestion.right_box is None and suggestion.left_box is None):
-        return False, len(suggestion.regions)
-    lung_annotation_save(
-        radiograph=radiograph,
-        right_box=suggestion.right_box,
-        left_box=suggestion.left_box,
-        status=LungStatus.SUGGESTED,
-        source=AnnotationSource.MODEL,
-        model_version=prediction.model_version,
-        keep_mask=False,
-    )
-    return True, len(suggestion.regions)
