@@ -76,10 +76,9 @@ def lung_annotation_truth(radiograph: Radiograph):
 
 
 def prediction_current(radiograph: Radiograph):
-    """The prediction of the active model (or the newest one)."""
-    from inference.models import Prediction
-
-    preds = Prediction.objects.filter(radiograph=radiograph).select_related("model_version")
+    """The prediction of the active model (or the newest one). Read through the reverse relation the
+    inference app's model declares, so the annotator imports nothing of it."""
+    preds = radiograph.predictions.select_related("model_version")
     return preds.filter(model_version__is_active=True).first() or preds.first()
 
 

@@ -26,7 +26,9 @@ class Transition:
     """One step: ``action`` takes a radiograph from ``source`` to ``target`` for a holder of ``capability``.
 
     ``lease`` is what the step does to the radiograph's lease: ``take`` (the actor holds it, or keeps
-    holding it), ``release`` (the radiograph goes back to a queue or out of all of them) or ``keep``.
+    holding it), ``renew`` (the actor's own lease runs on; a free radiograph stays free), ``release``
+    (the radiograph goes back to a queue or out of all of them) or ``keep``. Whatever it does, no
+    person's step is taken while a colleague holds a live lease.
     ``event`` is the action name recorded in the radiograph's history.
     """
 
@@ -58,7 +60,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     *(Transition("submit", s, State.LUNGS_DONE, "annotate", "release", "submitted")
       for s in (State.IMPORTED, State.PREANNOTATED, State.RETURNED, State.LUNGS_DONE)),
     *(Transition("exclude", s, State.EXCLUDED, cap, "release", "excluded") for s, cap in _ANNOTATION_EDITS.items()),
-    *(Transition("edit_regions", s, s, "review", "take", "region_edited") for s in _REGION_EDITS),
+    *(Transition("edit_regions", s, s, "review", "renew", "region_edited") for s in _REGION_EDITS),
     Transition("start_review", State.LUNGS_DONE, State.IN_REVIEW, "review", "take", "review_started"),
     *(Transition("return", s, State.RETURNED, "review", "release", "returned") for s in (State.LUNGS_DONE, State.IN_REVIEW)),
     *(Transition("accept", s, State.ACCEPTED, "review", "release", "accepted") for s in (State.LUNGS_DONE, State.IN_REVIEW)),

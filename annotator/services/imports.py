@@ -25,6 +25,7 @@ from django.utils import timezone
 from ..constants import Provenance, State, Tri
 from ..errors import DomainError, FileTooLarge, InvalidInput
 from ..imaging import decode_radiograph
+from ..hooks import PREANNOTATE, hook_call
 from ..imaging.encode import png_bytes, preview_bytes
 from ..models import Dataset, ImportJob, Radiograph, Subject
 from .events import event_record
@@ -219,9 +220,7 @@ def radiographs_import(
     job.finished_at = timezone.now()
     job.save(update_fields=["report", "status", "finished_at"])
     if report.radiograph_ids:
-        from inference.services import preannotation_request
-
-        preannotation_request(radiograph_ids=report.radiograph_ids)
+        hook_call(PREANNOTATE, radiograph_ids=report.radiograph_ids)
     return report
 
 

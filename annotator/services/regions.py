@@ -3,7 +3,7 @@
 Each region has its own ``version``; every save appends a revision (``region_revision``, also used
 for the model's suggestions), so the model's suggestion, each edit and the final mask are all kept.
 A region is changed only in the states where ``annotator.workflow`` allows ``edit_regions``, and only
-by whoever holds the radiograph's lease (a change takes a free lease, and renews the author's own).
+while no colleague holds the radiograph's lease (a change renews the author's own lease).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from ..imaging.encode import decode_mask_png, mask_png_bytes
 from ..models import FindingRegion, FindingRegionRevision, Radiograph
 from ..permissions import can
 from .events import event_record
-from .workflow import lease_take
+from .workflow import lease_check
 
 MAX_DESCRIPTION = 4000
 
@@ -112,7 +112,7 @@ def _revise(region: FindingRegion, *, user, version: Any, changes: dict[str, Any
         raise InvalidInput("'version' must be an integer.") from None
     with transaction.atomic():
         try:
-            lease_take(radiograph_id=region.radiograph_id, user=user, action="edit_regions")
+            lease_check(radiograph_id=region.radiograph_id, user=user, action="edit_regions")
         except LeaseHeld:
             # As for the radiograph's own saves: a stale version is the first thing to know (reload).
             _raise_if_stale(region, version=version)
@@ -183,7 +183,7 @@ def region_add(
     label, subtype = _validate_label(label, subtype)
     tight, png, area = mask_from_payload(radiograph=radiograph, bbox=bbox, mask_png_b64=mask)
     with transaction.atomic():
-        lease_take(radiograph_id=radiograph.pk, user=user, action="edit_regions")
+        lease_check(radiograph_id=radiograph.pk, user=user, action="edit_regions")
         region = FindingRegion.objects.create(
             radiograph=radiograph,
             label=label,

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from .. import workflow
@@ -132,6 +132,8 @@ def transition_apply(
     changes = {**(changes or {}), "state": rule.target}
     if rule.lease == "take":
         changes.update(leased_to=user, lease_expires_at=now + timedelta(seconds=settings.LEASE_SECONDS))
+    elif rule.lease == "renew":
+        changes["lease_expires_at"] = Case(When(leased_to=user, then=Value(now + timedelta(seconds=settings.LEASE_SECONDS))), default=F("lease_expires_at"))
     elif rule.lease == "release":
         changes.update(leased_to=None, lease_expires_at=None)
     rows = Radiograph.objects.filter(pk=radiograph_id, version=expected, state=source)
@@ -140,7 +142,8 @@ def transition_apply(
     if not rows.update(version=F("version") + 1, updated_at=now, **changes):
         raise _refusal(radiograph_id=radiograph_id, user=user, version=expected, action=action)
     for name, value in changes.items():
-        setattr(loaded, name, value)
+        if not hasattr(value, "resolve_expression"):
+            setattr(loaded, name, value)
     loaded.version, loaded.updated_at = expected + 1, now
     event_record(
         radiograph=loaded,
@@ -154,17 +157,20 @@ def transition_apply(
     return loaded
 
 
-def lease_take(*, radiograph_id: int, user, action: str) -> None:
-    """Hold a radiograph for ``LEASE_SECONDS`` before changing what belongs to it (its regions):
-    refused unless ``action`` is allowed to the user in its state and no colleague holds it."""
+def lease_check(*, radiograph_id: int, user, action: str) -> None:
+    """Before changing what belongs to a radiograph (its regions): refused unless the table allows
+    ``action`` to the user in its state and no colleague holds a live lease on it. The user's own
+    lease is renewed (a free radiograph stays free: deciding a region does not take it from the queue).
+    The UPDATE also locks the row, so concurrent changes to one radiograph's regions queue up here."""
     now = timezone.now()
     states = workflow.sources(action, capabilities=capabilities(user))
-    held = (
+    until = now + timedelta(seconds=settings.LEASE_SECONDS)
+    allowed = (
         Radiograph.objects.filter(pk=radiograph_id, state__in=states)
         .filter(_lease_free_or_held_by(user, now))
-        .update(leased_to=user, lease_expires_at=now + timedelta(seconds=settings.LEASE_SECONDS))
+        .update(lease_expires_at=Case(When(leased_to=user, then=Value(until)), default=F("lease_expires_at")))
     )
-    if held:
+    if allowed:
         return
     current = Radiograph.objects.select_related("leased_to").filter(pk=radiograph_id).first()
     if current is None:

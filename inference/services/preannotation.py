@@ -33,6 +33,7 @@ from annotator.models import Radiograph
 from annotator.services.events import event_record
 from annotator.services.suggestions import suggestions_apply
 
+from .. import selectors
 from ..models import ModelVersion, Prediction, PreannotationBatch, PreannotationItem
 from ..runtime import predictor_for
 from ..suggestions import Suggestion, suggestion_from_prediction
@@ -45,7 +46,7 @@ Item = PreannotationItem.Status
 
 
 def model_version_active() -> ModelVersion | None:
-    return ModelVersion.objects.filter(is_active=True).first()
+    return selectors.model_version_active()
 
 
 def preannotation_request(
