@@ -15,9 +15,12 @@ from django.utils import timezone
 from .constants import (
     AnnotationSource,
     ExclusionReason,
+    ExportStatus,
     FindingLabel,
+    ImportStatus,
     InterstitialSubtype,
     LungStatus,
+    PreannotationStatus,
     Provenance,
     RegionStatus,
     State,
@@ -105,7 +108,7 @@ class Radiograph(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     # Pre-annotation bookkeeping (attempts counts worker deaths, so a poison image stops being retried).
-    preannotation_status = models.CharField(max_length=12, default="pending", db_index=True)
+    preannotation_status = models.CharField(max_length=12, choices=PreannotationStatus.choices, default=PreannotationStatus.PENDING, db_index=True)
     preannotation_attempts = models.PositiveSmallIntegerField(default=0)
     preannotation_error = models.TextField(blank=True)
     uncertainty = models.FloatField(null=True, blank=True, db_index=True)
@@ -247,7 +250,7 @@ class ImportJob(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="imports")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     origin = models.CharField(max_length=16, default="command")
-    status = models.CharField(max_length=12, default="running")
+    status = models.CharField(max_length=12, choices=ImportStatus.choices, default=ImportStatus.RUNNING)
     report = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -259,7 +262,7 @@ class ExportSnapshot(models.Model):
     datasets = models.ManyToManyField(Dataset, related_name="exports")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     options = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=12, default="pending")
+    status = models.CharField(max_length=12, choices=ExportStatus.choices, default=ExportStatus.PENDING)
     progress = models.FloatField(default=0.0)
     counts = models.JSONField(default=dict, blank=True)
     manifest_sha256 = models.CharField(max_length=64, blank=True)

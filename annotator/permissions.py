@@ -11,6 +11,7 @@ from typing import Callable
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
+from django.urls import reverse
 from rest_framework.permissions import BasePermission
 
 from .constants import Role
@@ -73,7 +74,7 @@ def page_requires(action: str) -> Callable:
         @wraps(view)
         def wrapper(request, *args, **kwargs):
             if not request.user.is_authenticated:
-                return redirect(f"/accounts/login/?next={request.path}")
+                return redirect(f"{reverse('login')}?next={request.path}")
             if not can(request.user, action):
                 raise PermissionDenied("Your role does not allow this page.")
             return view(request, *args, **kwargs)

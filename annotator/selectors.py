@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
+from .constants import LungStatus
 from .errors import NotAllowed, NotFound
 from .models import Dataset, ExportSnapshot, FindingRegion, Radiograph, ReviewEvent
 from .permissions import can
@@ -72,7 +73,7 @@ def lung_annotation_current(radiograph: Radiograph):
 
 def lung_annotation_truth(radiograph: Radiograph):
     """The latest accepted lung annotation (ground truth), or None."""
-    return radiograph.lung_annotations.filter(status="accepted").first()
+    return radiograph.lung_annotations.filter(status=LungStatus.ACCEPTED).first()
 
 
 def prediction_current(radiograph: Radiograph):

@@ -11,6 +11,7 @@ from ..constants import (
     ExclusionReason,
     InterstitialSubtype,
     LungStatus,
+    PreannotationStatus,
     Provenance,
     RegionStatus,
     State,
@@ -235,7 +236,7 @@ class RadiographDetailSerializer(AnnotationStateSerializer):
     window = serializers.SerializerMethodField()
     modality = serializers.CharField(allow_blank=True)
     uncertainty = serializers.FloatField(allow_null=True)
-    preannotation_status = serializers.CharField()
+    preannotation_status = serializers.ChoiceField(choices=PreannotationStatus.choices)
     findings_complete = serializers.BooleanField()
     leased_to = serializers.SerializerMethodField(help_text="Who holds a live lease on it (has it open), or null.")
     editable = serializers.SerializerMethodField(help_text="Whether you may change its lung boxes and labels now.")

@@ -22,7 +22,7 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from ..constants import Provenance, State, Tri
+from ..constants import ImportStatus, Provenance, State, Tri
 from ..errors import DomainError, FileTooLarge, InvalidInput
 from ..imaging import decode_radiograph
 from ..hooks import PREANNOTATE, hook_call
@@ -216,7 +216,7 @@ def radiographs_import(
         if progress:
             progress(1)
     job.report = report.as_dict()
-    job.status = "done"
+    job.status = ImportStatus.DONE
     job.finished_at = timezone.now()
     job.save(update_fields=["report", "status", "finished_at"])
     if report.radiograph_ids:

@@ -28,6 +28,7 @@ from django.db.models import F
 from PIL import Image
 
 from annotator import workflow
+from annotator.constants import PreannotationStatus as Pre
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import Radiograph
 from annotator.services.events import event_record
@@ -88,8 +89,8 @@ def preannotation_request(
             item.batch = batch
         PreannotationItem.objects.bulk_create(items, batch_size=1000)
         # A new request gives a radiograph its attempts back (a task in flight keeps its count).
-        Radiograph.objects.filter(pk__in=queued).exclude(preannotation_status="running").update(
-            preannotation_status="queued", preannotation_attempts=0, preannotation_error=""
+        Radiograph.objects.filter(pk__in=queued).exclude(preannotation_status=Pre.RUNNING).update(
+            preannotation_status=Pre.QUEUED, preannotation_attempts=0, preannotation_error=""
         )
         transaction.on_commit(partial(_enqueue, radiograph_ids=queued, model_version_id=model_version.pk, batch_id=batch.pk))
     logger.info("batch %d: %d radiograph(s) queued for %s (%s)", batch.pk, len(queued), model_version.name, reason)
@@ -111,7 +112,7 @@ def _enqueue(*, radiograph_ids: list[int], model_version_id: int, batch_id: int)
         unsent = radiograph_ids[sent:]
         reason = f"could not be queued: the task broker is unreachable ({type(exc).__name__})"
         PreannotationItem.objects.filter(batch_id=batch_id, radiograph_id__in=unsent).update(status=Item.FAILED, detail=reason)
-        Radiograph.objects.filter(pk__in=unsent, preannotation_status="queued").update(preannotation_status="failed", preannotation_error=reason)
+        Radiograph.objects.filter(pk__in=unsent, preannotation_status=Pre.QUEUED).update(preannotation_status=Pre.FAILED, preannotation_error=reason)
 
 
 def preannotation_request_for_dataset(*, dataset_name: str, actor=None) -> PreannotationBatch:
@@ -215,13 +216,13 @@ def _attempt_start(*, radiograph_id: int, batch_id: int | None) -> tuple[str, Ra
                 f"gave up after {radiograph.preannotation_attempts} attempts: the worker stopped (killed, out of "
                 f"memory or past its time limit) each time it pre-annotated this radiograph"
             )
-            Radiograph.objects.filter(pk=radiograph_id).update(preannotation_status="failed", preannotation_error=reason)
+            Radiograph.objects.filter(pk=radiograph_id).update(preannotation_status=Pre.FAILED, preannotation_error=reason)
             _item(batch_id, radiograph_id, Item.FAILED, reason)
             event_record(radiograph=radiograph, actor=None, action="preannotation_failed", data={"reason": reason})
             logger.warning("radiograph %s: %s", radiograph_id, reason)
             return "failed", None
         Radiograph.objects.filter(pk=radiograph_id).update(
-            preannotation_status="running", preannotation_attempts=F("preannotation_attempts") + 1, preannotation_error=""
+            preannotation_status=Pre.RUNNING, preannotation_attempts=F("preannotation_attempts") + 1, preannotation_error=""
         )
         _item(batch_id, radiograph_id, Item.RUNNING, "")
     return "started", radiograph
@@ -229,7 +230,7 @@ def _attempt_start(*, radiograph_id: int, batch_id: int | None) -> tuple[str, Ra
 
 def _fail(radiograph_id: int, batch_id: int | None, reason: str) -> None:
     with transaction.atomic():
-        Radiograph.objects.filter(pk=radiograph_id).update(preannotation_status="failed", preannotation_error=reason)
+        Radiograph.objects.filter(pk=radiograph_id).update(preannotation_status=Pre.FAILED, preannotation_error=reason)
         _item(batch_id, radiograph_id, Item.FAILED, reason)
 
 
@@ -268,7 +269,7 @@ def _store(*, radiograph_id: int, model_version: ModelVersion, batch_id: int | N
             seconds=round(seconds, 4),
         )
         # The attempts stay as a record (a new request gives them back).
-        changes: dict = {"preannotation_status": "done", "preannotation_error": ""}
+        changes: dict = {"preannotation_status": Pre.DONE, "preannotation_error": ""}
         if suggestion.uncertainty is not None:
             changes["uncertainty"] = suggestion.uncertainty
         if ModelVersion.objects.filter(pk=model_version.pk, is_active=True).exists():
