@@ -24,7 +24,7 @@ from .geometry import box_iou
 from .models import Dataset, FindingRegionRevision, ImportJob, LungAnnotation, Radiograph, ReviewEvent
 from .permissions import can
 from .errors import NotAllowed
-from .workflow import QUEUES
+from .workflow import QUEUES, finished_states
 
 STATE_ORDER = [s.value for s in State]
 # Events counted as work done, in the order the throughput table shows them.
@@ -106,7 +106,7 @@ def dataset_progress(*, user) -> list[dict[str, Any]]:
     for name in Dataset.objects.order_by("name").values_list("name", flat=True):
         by_state = counts.get(name, {})
         total = sum(by_state.values())
-        done = by_state.get(State.ACCEPTED, 0) + by_state.get(State.EXCLUDED, 0)
+        done = sum(by_state.get(state, 0) for state in finished_states())
         out.append(
             {
                 "dataset": name,

@@ -105,3 +105,8 @@ def actions_for(*, state: str, capabilities: frozenset[str] | set[str]) -> list[
 def queued_states() -> frozenset[State]:
     """Every state some queue hands out: the states a radiograph can be held (leased) in."""
     return frozenset(s for queue in QUEUES.values() for s in queue.states)
+
+
+def finished_states() -> frozenset[State]:
+    """The states no step leaves (accepted, excluded): a radiograph there is done."""
+    return frozenset(s for s in State if not any(t.source == s for t in TRANSITIONS))
