@@ -22,6 +22,7 @@ def radiograph_payload(radiograph, *, user) -> dict:
     context = {
         "prediction": selectors.prediction_current(radiograph),
         "actions": workflow.radiograph_actions(radiograph=radiograph, user=user),
+        "user": user,
     }
     return ser.RadiographDetailSerializer(radiograph, context=context).data
 
@@ -48,7 +49,7 @@ class RadiographListApi(APIView):
         qs = selectors.radiograph_list(user=request.user, filters=filters, ordering=request.query_params.get("ordering", "id"))
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response(ser.RadiographListSerializer(page, many=True).data)
+        return paginator.get_paginated_response(ser.RadiographListSerializer(page, many=True, context={"request": request}).data)
 
 
 class RadiographDetailApi(APIView):

@@ -19,6 +19,7 @@ from ..constants import (
     View,
 )
 from ..models import Dataset, FindingRegion, Radiograph, ReviewEvent
+from ..permissions import can
 from ..workflow import ACTIONS
 
 LABEL_FIELDS = ("healthy", "covid", "other_disease")
@@ -34,16 +35,27 @@ class DatasetSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "description", "created_at", "radiographs"]
 
 
+def file_name_for(user, radiograph: Radiograph) -> str:
+    """The uploaded file name, for admins only and only where it is kept; "" for everyone else."""
+    return radiograph.admin_file_name if can(user, "import") else ""
+
+
 class RadiographListSerializer(serializers.ModelSerializer):
     dataset = serializers.CharField(source="dataset.name")
+    name = serializers.CharField(source="display_name", read_only=True)
+    source_name = serializers.SerializerMethodField(help_text="The uploaded file name: admins only, where kept; else empty.")
 
     class Meta:
         model = Radiograph
         fields = [
-            "id", "dataset", "source_name", "kind", "width", "height", "bit_depth", "view", "state",
+            "id", "dataset", "name", "source_name", "kind", "width", "height", "bit_depth", "view", "state",
             "excluded_reason", "healthy", "covid", "other_disease", "version", "uncertainty",
             "preannotation_status", "created_at", "updated_at",
         ]
+
+    def get_source_name(self, radiograph: Radiograph) -> str:
+        request = self.context.get("request")
+        return file_name_for(getattr(request, "user", None), radiograph)
 
 
 class LabelsSerializer(serializers.Serializer):
@@ -224,11 +236,12 @@ class RegionStateSerializer(serializers.ModelSerializer):
 
 
 class RadiographDetailSerializer(AnnotationStateSerializer):
-    """What the workspace opens a radiograph with, in one answer. ``context``: ``prediction`` (the
-    current one, or None), ``actions`` (what the user may do now), ``leased_to`` (the live holder)."""
+    """What the workspace opens a radiograph with, in one answer. ``context``: ``user`` (who asks),
+    ``prediction`` (the current one, or None), ``actions`` (what the user may do now)."""
 
     dataset = serializers.CharField(source="dataset.name")
-    source_name = serializers.CharField()
+    name = serializers.CharField(source="display_name")
+    source_name = serializers.SerializerMethodField(help_text="The uploaded file name: admins only, where kept; else empty.")
     kind = serializers.CharField()
     width = serializers.IntegerField()
     height = serializers.IntegerField()
@@ -244,6 +257,10 @@ class RadiographDetailSerializer(AnnotationStateSerializer):
     image = serializers.SerializerMethodField()
     prediction = serializers.SerializerMethodField()
     regions = RegionStateSerializer(many=True, source="regions.all")
+
+    @extend_schema_field(serializers.CharField(allow_blank=True))
+    def get_source_name(self, radiograph: Radiograph) -> str:
+        return file_name_for(self.context["user"], radiograph)
 
     @extend_schema_field(serializers.DictField(child=serializers.FloatField(allow_null=True)))
     def get_window(self, radiograph: Radiograph) -> dict:
