@@ -13,19 +13,21 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .constants import (
-    ANNOTATE_QUEUE,
-    REVIEW_QUEUE,
     AnnotationSource,
     ExclusionReason,
+    ExportStatus,
     FindingLabel,
+    ImportStatus,
     InterstitialSubtype,
     LungStatus,
+    PreannotationStatus,
     Provenance,
     RegionStatus,
     State,
     Tri,
     View,
 )
+from .workflow import QUEUES
 
 
 class Dataset(models.Model):
@@ -110,7 +112,7 @@ class Radiograph(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     # Pre-annotation bookkeeping (attempts counts worker deaths, so a poison image stops being retried).
-    preannotation_status = models.CharField(max_length=12, default="pending", db_index=True)
+    preannotation_status = models.CharField(max_length=12, choices=PreannotationStatus.choices, default=PreannotationStatus.PENDING, db_index=True)
     preannotation_attempts = models.PositiveSmallIntegerField(default=0)
     preannotation_error = models.TextField(blank=True)
     uncertainty = models.FloatField(null=True, blank=True, db_index=True)
@@ -125,8 +127,8 @@ class Radiograph(models.Model):
             # The queues hand out their oldest free radiograph: each walks an index of its own rows by
             # id rather than the primary key over every radiograph already done (the planner cannot
             # know that done rows gather at the low ids).
-            models.Index(fields=["id"], name="radiograph_annotate_queue", condition=Q(state__in=ANNOTATE_QUEUE)),
-            models.Index(fields=["id"], name="radiograph_review_queue", condition=Q(state__in=REVIEW_QUEUE)),
+            models.Index(fields=["id"], name="radiograph_annotate_queue", condition=Q(state__in=QUEUES["annotate"].states)),
+            models.Index(fields=["id"], name="radiograph_review_queue", condition=Q(state__in=QUEUES["review"].states)),
         ]
 
     def __str__(self) -> str:
@@ -262,7 +264,7 @@ class ImportJob(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="imports")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     origin = models.CharField(max_length=16, default="command")
-    status = models.CharField(max_length=12, default="running")
+    status = models.CharField(max_length=12, choices=ImportStatus.choices, default=ImportStatus.RUNNING)
     report = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -274,7 +276,7 @@ class ExportSnapshot(models.Model):
     datasets = models.ManyToManyField(Dataset, related_name="exports")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     options = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=12, default="pending")
+    status = models.CharField(max_length=12, choices=ExportStatus.choices, default=ExportStatus.PENDING)
     progress = models.FloatField(default=0.0)
     counts = models.JSONField(default=dict, blank=True)
     manifest_sha256 = models.CharField(max_length=64, blank=True)

@@ -24,7 +24,7 @@ from .geometry import box_iou
 from .models import Dataset, FindingRegionRevision, ImportJob, LungAnnotation, Radiograph, ReviewEvent
 from .permissions import can
 from .errors import NotAllowed
-from .services.workflow import ANNOTATE_QUEUE, REVIEW_QUEUE
+from .workflow import QUEUES, finished_states
 
 STATE_ORDER = [s.value for s in State]
 # Events counted as work done, in the order the throughput table shows them.
@@ -49,8 +49,8 @@ def _require(user, action: str) -> None:
 # ---- queues ------------------------------------------------------------------------------------
 def queue_summary(*, user, queue: str) -> dict[str, Any]:
     """How much waits in a queue (by state and dataset), how much is leased now, and what ``user`` holds."""
-    _require(user, "review" if queue == "review" else "annotate")
-    states = REVIEW_QUEUE if queue == "review" else ANNOTATE_QUEUE
+    _require(user, QUEUES[queue].capability)
+    states = QUEUES[queue].states
     now = timezone.now()
     qs = Radiograph.objects.filter(state__in=states)
     by_state = dict(qs.values_list("state").annotate(n=Count("id")).values_list("state", "n"))
@@ -75,7 +75,7 @@ def returned_to_user(*, user, limit: int = 20) -> list[Radiograph]:
 def review_candidates(*, user, order: str = "uncertainty", limit: int = 12) -> list[Radiograph]:
     """The next radiographs of the review queue in the order the queue hands them out."""
     _require(user, "review")
-    qs = Radiograph.objects.filter(state__in=REVIEW_QUEUE).select_related("dataset", "leased_to")
+    qs = Radiograph.objects.filter(state__in=QUEUES["review"].states).select_related("dataset", "leased_to")
     if order == "uncertainty":
         from django.db.models import F
 
@@ -106,7 +106,7 @@ def dataset_progress(*, user) -> list[dict[str, Any]]:
     for name in Dataset.objects.order_by("name").values_list("name", flat=True):
         by_state = counts.get(name, {})
         total = sum(by_state.values())
-        done = by_state.get(State.ACCEPTED, 0) + by_state.get(State.EXCLUDED, 0)
+        done = sum(by_state.get(state, 0) for state in finished_states())
         out.append(
             {
                 "dataset": name,
@@ -292,8 +292,8 @@ def totals(*, user) -> dict[str, int]:
     agg = Radiograph.objects.aggregate(
         total=Count("id"),
         accepted=Count("id", filter=Q(state=State.ACCEPTED)),
-        in_review=Count("id", filter=Q(state__in=REVIEW_QUEUE)),
-        to_annotate=Count("id", filter=Q(state__in=ANNOTATE_QUEUE)),
+        in_review=Count("id", filter=Q(state__in=QUEUES["review"].states)),
+        to_annotate=Count("id", filter=Q(state__in=QUEUES["annotate"].states)),
         excluded=Count("id", filter=Q(state=State.EXCLUDED)),
     )
     return {k: v or 0 for k, v in agg.items()}

@@ -25,6 +25,18 @@ def model_version_get(*, model_version_id) -> ModelVersion:
     return _get(model_version_list(), model_version_id, "model version")
 
 
+def model_version_active() -> ModelVersion | None:
+    return ModelVersion.objects.filter(is_active=True).first()
+
+
+def model_curves(*, limit: int = 12) -> list[dict]:
+    """The newest model versions' COVID ROC curves for the models page (left out of the API: bulky)."""
+    return [
+        {"id": mv.id, "name": mv.name, "active": mv.is_active, "roc": (mv.metrics or {}).get("covid_roc"), "auc": (mv.metrics or {}).get("covid_auc")}
+        for mv in ModelVersion.objects.order_by("-created_at")[:limit]
+    ]
+
+
 def training_run_list() -> QuerySet[TrainingRun]:
     return TrainingRun.objects.select_related("candidate", "baseline", "created_by").order_by("-created_at", "-pk")
 

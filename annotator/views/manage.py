@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 
 from .. import selectors, selectors_stats
 from ..errors import DomainError
+from ..hooks import ACTIVE_MODEL, MODEL_CURVES, hook_call
 from ..permissions import page_requires
 from ..services.users import ROLES, user_create, user_update
 
@@ -63,13 +64,8 @@ def exports(request):
 
 @page_requires("manage_models")
 def models(request):
-    from inference.models import ModelVersion
-
     # The ROC curves are left out of the API's answers (bulky); the page reads them here.
-    curves = [
-        {"id": mv.id, "name": mv.name, "active": mv.is_active, "roc": (mv.metrics or {}).get("covid_roc"), "auc": (mv.metrics or {}).get("covid_auc")}
-        for mv in ModelVersion.objects.order_by("-created_at")[:12]
-    ]
+    curves = hook_call(MODEL_CURVES, default=[])
     return render(request, "manage/models.html", {"section": "models", "curves": curves})
 
 
@@ -116,7 +112,5 @@ def users(request):
 
 
 def _active_model():
-    from inference.models import ModelVersion
-
-    return ModelVersion.objects.filter(is_active=True).first()
+    return hook_call(ACTIVE_MODEL)
 

@@ -212,6 +212,12 @@ SPECTACULAR_SETTINGS = {
         "ExclusionReasonEnum": "annotator.constants.ExclusionReason",
         "FindingLabelEnum": "annotator.constants.FindingLabel",
         "FindingLabelInputEnum": "annotator.constants.FINDING_INPUT_CHOICES",
+        "ProvenanceEnum": "annotator.constants.Provenance",
+        "ViewEnum": "annotator.constants.View",
+        "LungStatusEnum": "annotator.constants.LungStatus",
+        "RegionStatusEnum": "annotator.constants.RegionStatus",
+        "PreannotationStatusEnum": "annotator.constants.PreannotationStatus",
+        "ExportStatusEnum": "annotator.constants.ExportStatus",
     },
 }
 

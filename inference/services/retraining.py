@@ -22,7 +22,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from annotator.constants import State
+from annotator.constants import ExportStatus, State
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import Dataset, ExportSnapshot, Radiograph
 from annotator.services.events import audit_record
@@ -311,7 +311,7 @@ def _execute(run: TrainingRun) -> None:
 
 def _snapshot(run: TrainingRun) -> ExportSnapshot:
     """The run's export snapshot, written now unless an earlier attempt of this run finished it."""
-    if run.export_id is not None and run.export.status == "done":
+    if run.export_id is not None and run.export.status == ExportStatus.DONE:
         return run.export
     if run.export_id is None:
         names = list(Dataset.objects.order_by("name").values_list("name", flat=True))
