@@ -86,8 +86,11 @@ def test_help_overlay_lists_the_page_shortcuts_on_every_workspace_page(page, liv
         page.mouse.click(20, 20)
         expect(help_box).to_be_hidden()
 
-    # The review workspace, on a radiograph waiting for review.
-    radiograph = submitted(radiograph, make_user("annotator", username="ann1"))
+    # The review workspace, on a radiograph waiting for review (the admin's lease from above ran out).
+    from annotator.models import Radiograph
+
+    Radiograph.objects.filter(pk=radiograph.pk).update(leased_to=None, lease_expires_at=None)
+    radiograph = submitted(Radiograph.objects.get(pk=radiograph.pk), make_user("annotator", username="ann1"))
     opened(page, f"{live_server.url}/review/{radiograph.id}/")
     page.keyboard.press("?")
     help_box = page.get_by_test_id("help")
