@@ -20,6 +20,7 @@ from ..geometry import box_validate
 from ..models import LungAnnotation, Radiograph, ReviewEvent
 from ..permissions import can, user_roles
 from .events import event_record
+from .suggestion_metrics import suggestion_outcome_lungs_record
 
 # States in which each role may change the lung boxes and labels.
 EDITABLE = {
@@ -179,6 +180,8 @@ def annotation_save(
             to_state=radiograph.state,
             data={"version": radiograph.version, "right": boxes["right"], "left": boxes["left"], **({"labels": labels} if labels else {})},
         )
+        if submit:
+            suggestion_outcome_lungs_record(radiograph=radiograph, lungs=lungs, user=user)
     return radiograph, lungs
 
 

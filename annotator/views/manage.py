@@ -33,6 +33,7 @@ def dashboard(request):
             "progress": progress,
             "throughput": throughput,
             "agreement": agreement,
+            "suggestions": selectors_stats.suggestion_agreement(user=user),
             "active_model": _active_model(),
             "charts": {"progress": progress, "throughput": throughput, "states": selectors_stats.STATE_ORDER},
         },
