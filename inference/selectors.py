@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from django.db.models import Count, Q, QuerySet
 
+from annotator.constants import LungStatus, State
 from annotator.errors import NotFound
+from annotator.models import Radiograph
 
 from .models import ModelVersion, PreannotationBatch, PreannotationItem, TrainingRun
 
@@ -23,6 +25,18 @@ def model_version_list() -> QuerySet[ModelVersion]:
 
 def model_version_get(*, model_version_id) -> ModelVersion:
     return _get(model_version_list(), model_version_id, "model version")
+
+
+def annotated_count() -> int:
+    """Radiographs a training run learns from: accepted by a radiologist, or with imported (accepted)
+    lung annotations; excluded ones never."""
+    return (
+        Radiograph.objects.exclude(state=State.EXCLUDED)
+        .filter(Q(state=State.ACCEPTED) | Q(lung_annotations__status=LungStatus.ACCEPTED))
+        .values("pk")
+        .distinct()
+        .count()
+    )
 
 
 def training_run_list() -> QuerySet[TrainingRun]:

@@ -35,6 +35,7 @@ def dashboard(request):
             "agreement": agreement,
             "suggestions": selectors_stats.suggestion_agreement(user=user),
             "active_model": _active_model(),
+            "training": _latest_training_run(),
             "charts": {"progress": progress, "throughput": throughput, "states": selectors_stats.STATE_ORDER},
         },
     )
@@ -114,6 +115,13 @@ def users(request):
         for person in get_user_model().objects.order_by("username").prefetch_related("groups")
     ]
     return render(request, "manage/users.html", {"section": "users", "people": people, "roles": ROLES, "form": form})
+
+
+def _latest_training_run():
+    """The live training run, else the latest one (the dashboard follows it while it runs)."""
+    from inference.models import TrainingRun
+
+    return TrainingRun.objects.order_by("-live", "-created_at", "-pk").first()
 
 
 def _active_model():

@@ -70,7 +70,7 @@ def fake_training(monkeypatch, checkpoint: Path):
     """Training replaced by a fixed result (the checkpoint given); export and evaluation stay real."""
     from training.train import TrainResult
 
-    def train(config, progress=None):
+    def train(config, progress=None, should_stop=None):
         run_dir = Path(config.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         best = run_dir / "best.pt"
