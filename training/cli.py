@@ -39,7 +39,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--workers", type=int, help="data loader worker processes (default 0)")
     p.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt with its saved config")
-    p.add_argument("--paper", action="store_true", help="paper settings: no lung Dice, constant lr, no generic augmentation")
+    p.add_argument("--preset", help="cpu or paper (training.presets); default: paper with CUDA, else cpu")
+    p.add_argument("--paper", action="store_true", help="the paper's plain settings: no Dice terms, constant lr, no generic augmentation")
     p.add_argument("--schedule", choices=["constant", "cosine"])
     p.add_argument("--lung-dice", action=argparse.BooleanOptionalAction, default=None, help="add a soft Dice term to the lung loss")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help="generic rotation/shift/scale/contrast")
@@ -98,7 +99,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _train_config(args: argparse.Namespace) -> Any:
-    from training.config import AugmentConfig, LossConfig, ModelConfig, TrainConfig, parse_tasks
+    from training.config import ModelConfig, TrainConfig, parse_tasks
 
     run_dir = Path(args.run_dir)
     stored = run_dir / "config.json"
@@ -107,15 +108,7 @@ def _train_config(args: argparse.Namespace) -> Any:
     else:
         if not args.export:
             raise SystemExit("train: --export is required (unless resuming a run that has config.json)")
-        recipe = not args.paper
-        config = TrainConfig(
-            export_dir=args.export,
-            run_dir=str(run_dir),
-            model=ModelConfig(),
-            loss=LossConfig(lung_dice=recipe),
-            augment=AugmentConfig(generic=recipe),
-            schedule="cosine" if recipe else "constant",
-        )
+        config = _preset_config(args, export_dir=args.export, run_dir=str(run_dir))
     model = config.model
     overrides_model = {
         "width": args.width,
@@ -144,6 +137,25 @@ def _train_config(args: argparse.Namespace) -> Any:
     config.verify = not args.no_verify
     config.progress_bar = True
     return TrainConfig.from_dict(config.to_dict())  # re-validate the whole thing
+
+
+def _preset_config(args: argparse.Namespace, *, export_dir: str, run_dir: str) -> Any:
+    """The TrainConfig of ``--preset`` (default: by ``--device``), or the paper's plain one with ``--paper``."""
+    from training.config import AugmentConfig, LossConfig, ModelConfig, TrainConfig
+    from training.presets import get_preset, preset_for_device
+
+    if args.paper:
+        return TrainConfig(
+            export_dir=export_dir,
+            run_dir=run_dir,
+            model=ModelConfig(),
+            loss=LossConfig(),
+            augment=AugmentConfig(),
+            schedule="constant",
+        )
+    preset = get_preset(args.preset) if args.preset else preset_for_device(args.device or "auto")
+    logging.getLogger("training").info("preset %s: %s", preset.name, preset.title)
+    return preset.train_config(export_dir=export_dir, run_dir=run_dir)
 
 
 def _summary_lines(metrics: dict[str, Any]) -> list[str]:

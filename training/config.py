@@ -75,6 +75,10 @@ class LossConfig:
     # lungs much better from scratch, so the CLI turns it on; the paper configuration leaves it off.
     lung_dice: bool = False
     lung_dice_weight: float = 1.0
+    # Not in the paper: the same soft Dice term on the disease mask, whose foreground is a few percent
+    # of the pixels: plain per-pixel BCE is minimised by predicting no disease at all.
+    disease_dice: bool = False
+    disease_dice_weight: float = 1.0
 
 
 @dataclass

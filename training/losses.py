@@ -118,8 +118,11 @@ def multitask_loss(output: CMTNetOutput, batch: Mapping[str, Tensor], config: Lo
             dice = mask_soft_dice(output.lung_logits, batch["lung_mask"].to(device))
             add("lung_dice", config.lung_dice_weight, masked_mean(dice, switch))
     if output.disease_logits is not None:
-        per_image = mask_bce(output.disease_logits, batch["disease_mask"].to(device))
-        add("disease", config.disease_weight, masked_mean(per_image, batch["has_disease_mask"].to(device)))
+        switch = batch["has_disease_mask"].to(device)
+        target = batch["disease_mask"].to(device)
+        add("disease", config.disease_weight, masked_mean(mask_bce(output.disease_logits, target), switch))
+        if config.disease_dice:
+            add("disease_dice", config.disease_dice_weight, masked_mean(mask_soft_dice(output.disease_logits, target), switch))
     if output.health_logits is not None:
         per_image = health_ce(output.health_logits, batch["health"].to(device))
         add("health", config.health_weight, masked_mean(per_image, batch["has_health"].to(device)))

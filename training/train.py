@@ -11,7 +11,13 @@ only scored at the end, because the model registry compares versions on it.
 
 The Celery worker passes ``progress``: called as ``progress(epoch, step, total_steps, metrics)`` after
 every optimisation step (metrics: running ``loss`` and ``lr``) and once more at the end of each epoch
-with ``step == total_steps`` and the epoch's row of ``metrics.jsonl``. Epochs count from 1.
+with ``step == total_steps`` and the epoch's row of ``metrics.jsonl`` (``train_loss``, ``val_loss``,
+``val_lung_dice``, ``val_disease_dice``, ``val_covid_auc``, ... : what a learning curve needs).
+Epochs count from 1.
+
+It may also pass ``should_stop``, a callable checked before every batch: when it returns true the run
+writes ``last.pt`` (with the position inside the epoch) and returns within one batch, with
+``TrainResult.stopped`` set; ``resume=True`` then continues exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from training.checkpoint import load_checkpoint, save_checkpoint, write_checkpoint
-from training.config import TrainConfig, model_config_from_dict, model_config_to_dict
+from training.config import TASK_DIAGNOSIS, TASK_DISEASE, TASK_LUNG, TrainConfig, model_config_from_dict, model_config_to_dict
 from training.data import IMAGENET_NORMALIZATION, ExportDataset, compute_normalization, subject_split
 from training.evaluate import run_model, summarize, write_metrics
 from training.export import ExportError, read_export, verify_export
@@ -42,6 +48,7 @@ from training.runtime import resolve_device, seed_everything
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int, int, dict[str, Any]], None]
+StopCheck = Callable[[], bool]
 
 PAPER_LR = 5e-5  # the paper's rate; it assumes an ImageNet-initialised encoder
 SCRATCH_LR = 1e-3  # BENCHMARKS.md: what works from scratch
@@ -57,6 +64,7 @@ class TrainResult:
     last_checkpoint: Path
     metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+    stopped: bool = False  # a stop request ended the run early; last.pt is the resume point
 
 
 def learning_rate(base: float, epoch: int, epochs: int, schedule: str) -> float:
@@ -96,7 +104,7 @@ def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
     path.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in history), encoding="utf-8")
 
 
-def train(config: TrainConfig, progress: ProgressCallback | None = None) -> TrainResult:
+def train(config: TrainConfig, progress: ProgressCallback | None = None, should_stop: StopCheck | None = None) -> TrainResult:
     """Train CMTNet as configured; see the module docstring for what the run directory receives.
 
     Raises ``ExportError`` when the export is unusable (failed verification, no training images).
@@ -104,10 +112,10 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with _log_to(run_dir / "train.log"):
-        return _train(config, run_dir, progress)
+        return _train(config, run_dir, progress, should_stop)
 
 
-def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None) -> TrainResult:
+def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None, should_stop: StopCheck | None) -> TrainResult:
     started = time.monotonic()
     export = read_export(config.export_dir)
     if config.verify:
@@ -134,13 +142,17 @@ def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None
         normalization = resume_from["normalization"]
         state = resume_from["resume_state"]
         base_lr, pretrained_loaded = float(state["base_lr"]), bool(state["pretrained_loaded"])
-        start_epoch, best_score, best_epoch = int(resume_from["epoch"]), state["best_score"], state["best_epoch"]
-        log.info("resuming %s after epoch %d", run_dir, start_epoch)
+        start_epoch, best_score, best_epoch = int(resume_from["epoch"]), state.get("best_score"), state["best_epoch"]
+        partial = state.get("partial_epoch")
+        log.info(
+            "resuming %s after epoch %d%s", run_dir, start_epoch, f" and {partial['steps']} steps of the next" if partial else ""
+        )
     else:
         model, pretrained_loaded = build_model(config.model)
         normalization = None
         base_lr = config.lr if config.lr is not None else (PAPER_LR if pretrained_loaded else SCRATCH_LR)
         start_epoch, best_score, best_epoch = 0, None, 0
+        partial = None
     model_config = model.config
 
     def dataset(records, augment):
@@ -201,21 +213,47 @@ def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None
         "train_config": config.to_dict(),
     }
 
+    def resume_state(partial_epoch: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "best_score": best_score,
+            "best_epoch": best_epoch,
+            "base_lr": base_lr,
+            "pretrained_loaded": pretrained_loaded,
+            "partial_epoch": partial_epoch,
+        }
+
     for epoch in range(start_epoch, config.epochs):
         epoch_started = time.monotonic()
         lr = learning_rate(base_lr, epoch, config.epochs, config.schedule)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        train_loss, train_parts, steps = _train_epoch(model, train_set, optimizer, config, device, epoch, lr, progress)
+        sums = EpochSums.from_dict(partial) if partial else EpochSums()
+        partial = None
+        steps = _train_epoch(model, train_set, optimizer, config, device, epoch, lr, progress, should_stop, sums)
+        if sums.stopped:
+            save_checkpoint(
+                last_path,
+                model,
+                epoch=epoch,
+                optimizer_state=optimizer.state_dict(),
+                resume_state=resume_state(sums.to_dict()),
+                **checkpoint_common,
+            )
+            log.info("stop requested: saved %s at epoch %d, step %d/%d; resume to continue", last_path, epoch + 1, sums.steps, steps)
+            return TrainResult(
+                run_dir=run_dir, best_checkpoint=best_path, last_checkpoint=last_path, metrics={}, history=history, stopped=True
+            )
+        train_loss, train_parts = sums.means()
 
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_parts": train_parts}
         if len(val_set):
             val = summarize(run_model(model, val_set, device=device, batch_size=config.batch_size, loss_config=config.loss, amp=config.amp))
             row["val_loss"] = val.get("loss")
-            row.update({f"val_{k}": val[k] for k in ("lung_dice", "lung_box_iou", "disease_dice", "covid_auc", "healthy_accuracy")})
+            row.update({f"val_{k}": val[k] for k in VAL_METRICS})
         row["seconds"] = round(time.monotonic() - epoch_started, 2)
-        score = row.get("val_loss", train_loss)
-        improved = best_score is None or (score is not None and score < best_score)
+        score = selection_score(row, model_config.tasks)
+        row["val_score"] = score
+        improved = best_score is None or (score is not None and score > best_score)
         if improved:
             best_score, best_epoch = score, epoch + 1
         row["best_epoch"] = best_epoch
@@ -230,12 +268,13 @@ def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None
             model,
             epoch=epoch + 1,
             optimizer_state=optimizer.state_dict(),
-            resume_state={"best_score": best_score, "best_epoch": best_epoch, "base_lr": base_lr, "pretrained_loaded": pretrained_loaded},
+            resume_state=resume_state(),
             **checkpoint_common,
         )
         log.info(
-            "epoch %d/%d: train loss %.4f, val loss %s, %.1fs",
-            epoch + 1, config.epochs, train_loss, f"{row['val_loss']:.4f}" if row.get("val_loss") is not None else "-", row["seconds"],
+            "epoch %d/%d: train loss %.4f, val loss %s, val lung Dice %s, disease Dice %s, COVID AUC %s%s, %.1fs",
+            epoch + 1, config.epochs, train_loss, _fmt(row.get("val_loss")), _fmt(row.get("val_lung_dice")),
+            _fmt(row.get("val_disease_dice")), _fmt(row.get("val_covid_auc")), " (best so far)" if improved else "", row["seconds"],
         )
         if progress is not None:
             progress(epoch + 1, steps, steps, row)
@@ -254,6 +293,79 @@ def _drop_last(n: int, batch_size: int) -> bool:
     return n > batch_size and n % batch_size == 1
 
 
+@dataclass
+class EpochSums:
+    """Running sums of one epoch's training losses, and how many steps are done (kept in last.pt on a stop)."""
+
+    steps: int = 0
+    seen: int = 0
+    loss_sum: float = 0.0
+    part_sums: dict[str, float] = field(default_factory=dict)
+    part_counts: dict[str, int] = field(default_factory=dict)
+    stopped: bool = False
+
+    def add(self, parts: dict[str, float], n: int) -> None:
+        self.steps += 1
+        self.seen += n
+        self.loss_sum += parts["total"] * n
+        for name, value in parts.items():
+            if name != "total":
+                self.part_sums[name] = self.part_sums.get(name, 0.0) + value * n
+                self.part_counts[name] = self.part_counts.get(name, 0) + n
+
+    def means(self) -> tuple[float, dict[str, float]]:
+        """(mean loss, mean loss per task) over the samples seen."""
+        parts = {name: self.part_sums[name] / self.part_counts[name] for name in self.part_sums}
+        return (self.loss_sum / self.seen if self.seen else float("nan")), parts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "seen": self.seen,
+            "loss_sum": self.loss_sum,
+            "part_sums": dict(self.part_sums),
+            "part_counts": dict(self.part_counts),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EpochSums:
+        return cls(
+            steps=int(data["steps"]),
+            seen=int(data["seen"]),
+            loss_sum=float(data["loss_sum"]),
+            part_sums={k: float(v) for k, v in data["part_sums"].items()},
+            part_counts={k: int(v) for k, v in data["part_counts"].items()},
+        )
+
+
+# Validation metrics recorded in every epoch's row; the first three choose the best epoch.
+VAL_METRICS = ("lung_dice", "lung_box_iou", "disease_dice", "covid_auc", "healthy_accuracy")
+_SELECTION = {TASK_LUNG: "val_lung_dice", TASK_DISEASE: "val_disease_dice", TASK_DIAGNOSIS: "val_covid_auc"}
+
+
+def selection_score(row: dict[str, Any], tasks: tuple[int, ...]) -> float | None:
+    """How good an epoch is (higher is better): the mean of the trained tasks' validation lung Dice,
+    disease Dice and COVID AUC, those defined on the validation images.
+
+    The summed loss would pick the epoch where the easiest task is best and ignore the rest (the lung
+    loss dominates it); a metric mean picks an epoch where every task is good. Without any defined
+    metric, the negative validation loss (then the training loss) decides.
+    """
+    values = [row.get(_SELECTION[t]) for t in tasks if t in _SELECTION]
+    present = [float(v) for v in values if v is not None]
+    if present:
+        return sum(present) / len(present)
+    loss = row.get("val_loss", row.get("train_loss"))
+    return None if loss is None or not math.isfinite(loss) else -float(loss)
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    # The shuffle order depends only on (seed, epoch), so a resumed run repeats it exactly, even from
+    # the middle of an epoch.
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=generator).tolist()
+
+
 def _train_epoch(
     model: CMTNet,
     train_set: ExportDataset,
@@ -263,33 +375,34 @@ def _train_epoch(
     epoch: int,
     lr: float,
     progress: ProgressCallback | None,
-) -> tuple[float, dict[str, float], int]:
-    """One pass over the shuffled training samples; returns (mean loss, mean loss per task, steps)."""
+    should_stop: StopCheck | None,
+    sums: EpochSums,
+) -> int:
+    """One pass over the shuffled training samples, from step ``sums.steps`` on; returns the epoch's
+    number of steps. ``sums`` collects the losses; ``sums.stopped`` is set when ``should_stop`` said so."""
     model.train()
     train_set.set_epoch(epoch)
-    # The shuffle order depends only on (seed, epoch), so a resumed run repeats it exactly.
-    generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+    order = _epoch_order(len(train_set), config.seed, epoch)
+    drop_last = _drop_last(len(order), config.batch_size)
+    total_steps = len(order) // config.batch_size if drop_last else math.ceil(len(order) / config.batch_size)
     loader = DataLoader(
         train_set,
         batch_size=config.batch_size,
-        shuffle=True,
-        generator=generator,
+        sampler=order[sums.steps * config.batch_size :],
         num_workers=config.workers,
-        drop_last=_drop_last(len(train_set), config.batch_size),
+        drop_last=drop_last,
         pin_memory=device.type == "cuda",
     )
-    total_steps = len(loader)
     iterator = loader
     if config.progress_bar:
         from tqdm import tqdm
 
-        iterator = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
+        iterator = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False, initial=sums.steps, total=total_steps)
     use_amp = config.amp and device.type == "cuda"
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    seen = 0
-    loss_sum = 0.0
-    for step, batch in enumerate(iterator):
+    for batch in iterator:
+        if should_stop is not None and should_stop():
+            sums.stopped = True
+            break
         images = batch["image"].to(device, non_blocking=True)
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
@@ -300,20 +413,15 @@ def _train_epoch(
         loss.total.backward()
         optimizer.step()
 
-        n = len(images)
-        seen += n
-        loss_sum += loss.parts["total"] * n
-        for name, value in loss.parts.items():
-            if name != "total":
-                sums[name] = sums.get(name, 0.0) + value * n
-                counts[name] = counts.get(name, 0) + n
-        running = loss_sum / seen
+        sums.add(loss.parts, len(images))
+        running = sums.loss_sum / sums.seen
         if config.progress_bar:
             iterator.set_postfix(loss=f"{running:.4f}")
         if progress is not None:
-            progress(epoch + 1, step + 1, total_steps, {"loss": running, "lr": lr})
-    parts = {name: sums[name] / counts[name] for name in sums}
-    return (loss_sum / seen if seen else float("nan")), parts, total_steps
+            progress(epoch + 1, sums.steps, total_steps, {"loss": running, "lr": lr})
+    if config.progress_bar:
+        iterator.close()
+    return total_steps
 
 
 def _check_same_architecture(requested: dict[str, Any], stored: dict[str, Any]) -> None:

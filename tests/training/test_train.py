@@ -100,3 +100,72 @@ def test_cosine_schedule_decays_to_a_floor_and_constant_stays() -> None:
     assert learning_rate(1e-3, 0, 10, "cosine") == pytest.approx(1e-3)
     assert learning_rate(1e-3, 9, 10, "cosine") == pytest.approx(1e-5)
     assert learning_rate(1e-3, 5, 10, "constant") == 1e-3
+
+
+class StepCounter:
+    """A progress callback counting training steps, and a stop request after a given number of them
+    (like Ctrl+C arriving in the middle of an epoch)."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.steps = 0
+        self.steps_per_epoch = 0
+        self.stop_after = stop_after
+
+    def progress(self, epoch: int, step: int, total: int, metrics: dict) -> None:
+        if "train_loss" not in metrics:
+            self.steps += 1
+            self.steps_per_epoch = total
+
+    def should_stop(self) -> bool:
+        return self.stop_after is not None and self.steps >= self.stop_after
+
+
+def test_a_stop_request_ends_the_run_mid_epoch_and_resume_continues_exactly(synthetic_export: Path, tmp_path: Path) -> None:
+    counter = StepCounter()
+    straight = train(tiny_config(synthetic_export, tmp_path / "straight", epochs=2, batch_size=2, evaluate_test=False), progress=counter.progress)
+    per_epoch = counter.steps_per_epoch
+    assert per_epoch >= 4
+
+    stopped_config = tiny_config(synthetic_export, tmp_path / "stopped", epochs=2, batch_size=2, evaluate_test=False)
+    counter = StepCounter(stop_after=per_epoch + 2)  # the whole first epoch and two steps of the second
+    result = train(stopped_config, progress=counter.progress, should_stop=counter.should_stop)
+    assert result.stopped
+    assert counter.steps == per_epoch + 2  # no step ran after the request
+    last = load_checkpoint(tmp_path / "stopped" / "last.pt")
+    assert last["epoch"] == 1 and last["resume_state"]["partial_epoch"]["steps"] == 2
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "stopped" / "metrics.jsonl").read_text().splitlines()] == [1]
+
+    counter = StepCounter()
+    resumed = train(dataclasses.replace(stopped_config, resume=True), progress=counter.progress)
+    assert not resumed.stopped
+    assert counter.steps == per_epoch - 2  # only the rest of the second epoch
+    a, b = load_checkpoint(straight.last_checkpoint), load_checkpoint(resumed.last_checkpoint)
+    assert b["epoch"] == 2
+    for key in a["state_dict"]:
+        assert torch.allclose(a["state_dict"][key].float(), b["state_dict"][key].float(), atol=1e-6), key
+    assert [r["train_loss"] for r in resumed.history] == pytest.approx([r["train_loss"] for r in straight.history], rel=1e-5)
+
+
+def test_epoch_rows_given_to_progress_carry_losses_and_validation_metrics(synthetic_export: Path, tmp_path: Path) -> None:
+    rows = []
+    train(
+        tiny_config(synthetic_export, tmp_path / "run", epochs=2, val_fraction=0.3, evaluate_test=False),
+        progress=lambda epoch, step, total, metrics: rows.append(metrics) if "train_loss" in metrics else None,
+    )
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for row in rows:
+        assert {"train_loss", "val_loss", "val_lung_dice", "val_disease_dice", "val_covid_auc", "val_score", "best_epoch"} <= set(row)
+        assert row["train_loss"] > 0 and row["val_loss"] > 0
+
+
+def test_the_best_epoch_is_chosen_on_validation_metrics_not_the_summed_loss() -> None:
+    from training.config import ALL_TASKS
+    from training.train import selection_score
+
+    low_loss_bad_disease = {"val_loss": 0.2, "val_lung_dice": 0.9, "val_disease_dice": 0.0, "val_covid_auc": 0.5}
+    higher_loss_every_task = {"val_loss": 0.3, "val_lung_dice": 0.9, "val_disease_dice": 0.4, "val_covid_auc": 0.6}
+    assert selection_score(higher_loss_every_task, ALL_TASKS) > selection_score(low_loss_bad_disease, ALL_TASKS)
+    # Only the trained tasks count; undefined metrics are left out; without any, the loss decides.
+    assert selection_score({"val_lung_dice": 0.8, "val_covid_auc": 0.2}, (1,)) == pytest.approx(0.8)
+    assert selection_score({"val_lung_dice": 0.8, "val_disease_dice": None}, (1, 2)) == pytest.approx(0.8)
+    assert selection_score({"val_loss": 0.5}, (3,)) == pytest.approx(-0.5)

@@ -1,0 +1,84 @@
+"""Training presets: one definition per device, used by the CLI, the admin page and retraining."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.cli import main
+from training.config import TrainConfig
+from training.presets import PRESETS, Preset, get_preset, preset_for_device
+
+
+def test_the_cpu_and_paper_presets_exist_with_words_for_the_admin_page() -> None:
+    assert set(PRESETS) == {"cpu", "paper"}
+    for name, preset in PRESETS.items():
+        assert isinstance(preset, Preset) and preset.name == name
+        assert preset.title and preset.description
+    assert PRESETS["cpu"].device == "cpu" and PRESETS["paper"].device == "cuda"
+
+
+def test_the_paper_preset_is_the_papers_configuration() -> None:
+    config = get_preset("paper").train_config(export_dir="e", run_dir="r")
+    assert (config.model.width, config.model.image_size, config.model.pretrained) == (1.0, 224, True)
+    assert (config.batch_size, config.epochs) == (16, 30)
+    assert config.lr is None  # 5e-5 with the ImageNet encoder (training.train.PAPER_LR)
+
+
+def test_the_cpu_preset_is_the_small_network_and_overrides_replace_fields(tmp_path: Path) -> None:
+    preset = get_preset("cpu")
+    config = preset.train_config(export_dir=str(tmp_path / "export"), run_dir=str(tmp_path / "run"), epochs=3, seed=5)
+    assert isinstance(config, TrainConfig)
+    assert (config.model.width, config.model.image_size, config.device) == (0.25, 128, "cpu")
+    assert (config.epochs, config.seed) == (3, 5)
+    assert config.export_dir == str(tmp_path / "export") and config.run_dir == str(tmp_path / "run")
+    with pytest.raises(ValueError, match="unknown training setting.*epoch_count"):
+        preset.train_config(export_dir="e", run_dir="r", epoch_count=3)
+
+
+def test_an_unknown_preset_name_lists_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="cpu, paper"):
+        get_preset("fast")
+
+
+@pytest.mark.parametrize(
+    ("device", "expected"),
+    [("cpu", "cpu"), ("cuda", "paper"), ("cuda:1", "paper"), ("CUDA:0", "paper"), ("auto", "paper" if torch.cuda.is_available() else "cpu")],
+)
+def test_the_preset_is_chosen_by_device(device: str, expected: str) -> None:
+    assert preset_for_device(device).name == expected
+
+
+def test_auto_follows_cuda_availability(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert preset_for_device().name == "paper"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert preset_for_device().name == "cpu"
+
+
+def test_time_estimates_grow_with_the_export_and_the_gpu_preset_is_faster_per_image() -> None:
+    cpu, paper = get_preset("cpu"), get_preset("paper")
+    assert 0 < cpu.estimate_seconds(100) < cpu.estimate_seconds(1000)
+    # The CPU preset is meant to fit in about 15 minutes for the sample's ~160 images.
+    assert cpu.estimate_seconds(160) <= 15 * 60
+
+
+def test_train_uses_the_named_preset_with_command_line_overrides(synthetic_export: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    code = main(["train", "--export", str(synthetic_export), "--run-dir", str(run), "--preset", "cpu",
+                 "--width", "0.0625", "--image-size", "32", "--batch-size", "4", "--epochs", "1"])
+    assert code == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["width"] == 0.0625 and config["epochs"] == 1
+    cpu = get_preset("cpu").train_config(export_dir="e", run_dir="r")
+    assert config["loss"] == json.loads(json.dumps(cpu.to_dict()["loss"]))
+    assert config["schedule"] == cpu.schedule and config["device"] == "cpu"
+
+
+def test_train_with_an_unknown_preset_is_a_clear_error(synthetic_export: Path, tmp_path: Path, capsys) -> None:
+    code = main(["train", "--export", str(synthetic_export), "--run-dir", str(tmp_path / "run"), "--preset", "fast"])
+    assert code == 2
+    assert "known presets: cpu, paper" in capsys.readouterr().err
