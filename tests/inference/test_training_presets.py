@@ -6,6 +6,9 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
+from annotator.constants import AnnotationSource, LungStatus
+from annotator.models import Radiograph
+from annotator.services.annotation_import import lung_annotation_save
 from inference.models import TrainingRun
 from inference.selectors import annotated_count
 from inference.services import training_run_execute, training_run_start_if_due
@@ -29,8 +32,15 @@ def spy_training(monkeypatch) -> list:
 
 @pytest.fixture
 def accepted():
-    """A few accepted radiographs: something to export and to count."""
-    return [RadiographFactory(state="accepted") for _ in range(3)]
+    """A few accepted radiographs with their lung boxes: something to export and to count."""
+    Radiograph.objects.all().delete()  # data other tests committed
+    radiographs = [RadiographFactory(state="accepted") for _ in range(3)]
+    for radiograph in radiographs:
+        lung_annotation_save(
+            radiograph=radiograph, right_box=[10, 20, 90, 140], left_box=[110, 20, 190, 140],
+            status=LungStatus.ACCEPTED, source=AnnotationSource.RADIOLOGIST,
+        )
+    return radiographs
 
 
 def test_the_admin_page_lists_the_presets_with_the_default_and_an_estimate(client_for, admin_user, accepted):
