@@ -8,11 +8,9 @@ are idempotent, so the work completes once.
 from __future__ import annotations
 
 from celery import shared_task
-from celery.exceptions import Reject
 from celery.worker import state as worker_state
 from django.conf import settings
 
-from .models import TrainingRun
 from .services import radiograph_preannotate, training_bootstrap_if_due, training_run_execute, training_run_start_if_due
 
 _PREANNOTATE_LIMIT = settings.PREANNOTATE_TIME_LIMIT
@@ -39,9 +37,10 @@ def worker_stopping() -> bool:
 
 @shared_task(name="inference.train", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def train(training_run_id: int) -> None:
-    run = training_run_execute(training_run_id=training_run_id, should_stop=worker_stopping)
-    if run.status == TrainingRun.Status.RUNNING:  # stopped by the shutdown: back to the queue, resumes
-        raise Reject("stopped by a worker shutdown", requeue=True)
+    # Stopped by a shutdown, the run stays live and running: ``manage.py training_bootstrap`` (run by
+    # ``make run`` at each start) queues it again and it resumes. It is not requeued from here: a
+    # worker shutting down would take the message straight back.
+    training_run_execute(training_run_id=training_run_id, should_stop=worker_stopping)
 
 
 @shared_task(name="inference.retrain_if_due", acks_late=True, ignore_result=True)

@@ -15,16 +15,19 @@ pids=()
 stop() {
   trap - EXIT INT TERM
   echo "stopping (web, worker, beat)"
-  # TERM is a warm shutdown for Celery: the worker asks a running training to stop at its next step.
+  # TERM is a warm shutdown for Celery: the worker asks a running training to stop at its next batch
+  # (it saves last.pt). Up to 3 s for all three to exit; then whatever is left is killed (the next
+  # start queues an unfinished training again, and it resumes from its last saved epoch).
   kill -TERM "${pids[@]}" 2>/dev/null || true
-  for _ in $(seq 1 40); do
-    alive=0
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-    [ "$alive" = 0 ] && break
-    sleep 0.1
+  sleep 3 &
+  local timer=$! left=${#pids[@]} done_pid
+  while [ "$left" -gt 0 ]; do
+    done_pid=""
+    wait -n -p done_pid "${pids[@]}" "$timer" 2>/dev/null || true
+    [ "$done_pid" = "$timer" ] && break
+    left=$((left - 1))
   done
-  # Whatever is still running after 4 s is killed; the next start queues an unfinished training again.
-  kill -KILL "${pids[@]}" 2>/dev/null || true
+  kill -KILL "${pids[@]}" "$timer" 2>/dev/null || true
   wait 2>/dev/null || true
 }
 trap stop EXIT

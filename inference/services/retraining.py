@@ -341,7 +341,7 @@ def _execute(run: TrainingRun, should_stop: Callable[[], bool] | None = None) ->
     )
     result = train(train_config, progress=_Reporter(run.pk, train_config.epochs), should_stop=should_stop)
     if result.stopped:
-        _run_update(run.pk, line="stopped: the worker is shutting down; the run continues from its last epoch (last.pt) when it is delivered again")
+        _run_update(run.pk, line="stopped: the worker is shutting down; the run continues from where it stopped (last.pt) when it is queued again")
         return False
 
     _run_update(run.pk, line="evaluating the candidate and the active model on the snapshot's test split", progress=EXPORT_SHARE + TRAIN_SHARE)
