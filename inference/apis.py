@@ -20,8 +20,8 @@ from annotator.selectors import radiograph_get
 from . import selectors
 from . import serializers as ser
 from .services import model_version_activate, model_version_register, model_version_rollback, training_run_start
-from .services.retraining import training_presets
 from .services.preannotation import preannotation_request_for_dataset, preannotation_request_for_radiographs
+from .services.retraining import training_presets
 
 
 class ModelListApi(APIView):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.db.models import Count, Q, QuerySet
 
-from annotator.constants import LungStatus, State
+from annotator.constants import FRONTAL_VIEWS, LungStatus, State, Tri
 from annotator.errors import NotFound
 from annotator.models import Radiograph
 
@@ -33,6 +33,20 @@ def annotated_count() -> int:
     return (
         Radiograph.objects.exclude(state=State.EXCLUDED)
         .filter(Q(state=State.ACCEPTED) | Q(lung_annotations__status=LungStatus.ACCEPTED))
+        .values("pk")
+        .distinct()
+        .count()
+    )
+
+
+def training_images_count() -> int:
+    """About how many radiographs an export for training would hold (frontal, not excluded, with
+    accepted lungs, a complete finding set or an image label): what a run's time is estimated on."""
+    labelled = ~Q(healthy=Tri.UNKNOWN) | ~Q(covid=Tri.UNKNOWN) | ~Q(other_disease=Tri.UNKNOWN)
+    return (
+        Radiograph.objects.exclude(state=State.EXCLUDED)
+        .filter(view__in=list(FRONTAL_VIEWS))
+        .filter(Q(lung_annotations__status=LungStatus.ACCEPTED) | Q(findings_complete=True) | labelled)
         .values("pk")
         .distinct()
         .count()

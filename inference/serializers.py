@@ -124,5 +124,5 @@ class TrainingPresetSerializer(s.Serializer):
 
 class TrainingPresetListSerializer(s.Serializer):
     default = s.CharField(help_text="The preset a run gets when none is chosen.")
-    images = s.IntegerField(help_text="Annotated radiographs a run would learn from.")
+    images = s.IntegerField(help_text="About how many radiographs a run would learn from.")
     presets = TrainingPresetSerializer(many=True)

@@ -18,7 +18,7 @@ from django.conf import settings
 from annotator.errors import Conflict
 
 from ..models import ModelVersion, TrainingRun
-from ..selectors import annotated_count
+from ..selectors import annotated_count, training_images_count
 from .retraining import training_run_enqueue, training_run_start
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def training_bootstrap_if_due() -> TrainingRun | None:
         logger.info("no model yet: %d annotated radiograph(s), %d needed to train the first", annotated, settings.BOOTSTRAP_MIN_ANNOTATED)
         return None
     last = TrainingRun.objects.filter(trigger=BOOTSTRAP).order_by("-created_at", "-pk").first()
-    if last is not None and (last.config or {}).get("images", 0) >= annotated:
+    if last is not None and (last.config or {}).get("images", 0) >= training_images_count():
         logger.info("no model yet: bootstrap run %d already tried these %d radiograph(s)", last.pk, annotated)
         return None
     try:

@@ -1,10 +1,14 @@
 """Retraining: export a snapshot → train → evaluate candidate and active model on its frozen test
 split → register the candidate → promote it only if it is not worse → pre-annotate again.
 
+Every run trains with a named preset of ``training.presets`` (the admin page's choice, else
+``TRAINING_PRESET``; ``auto`` is the preset for the device) with optional overrides of its settings.
+
 Never two trainings at once: a ``TrainingRun`` is ``live`` while queued or running and the unique
 constraint on ``live`` refuses a second one (a ``Conflict``, HTTP 409). The run's progress, per-epoch
 history and log are written while it trains, for the admin page. A worker killed mid-training gets
-the task again (``acks_late``) and resumes from the run directory's ``last.pt``.
+the task again (``acks_late``) and resumes from the run directory's ``last.pt``; a worker shutting down
+stops the training at its next batch and leaves the run live, to be queued again (``bootstrap.py``).
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ from annotator.services.events import audit_record
 from annotator.services.exports import export_build, export_create, export_dir
 
 from ..models import ModelVersion, TrainingRun
-from ..selectors import annotated_count
+from ..selectors import training_images_count
 from .registry import json_safe, model_version_activate, model_version_register
 
 logger = logging.getLogger(__name__)
@@ -148,7 +152,7 @@ def training_plan(*, preset: str | None = None, overrides: dict[str, Any] | None
     """What a run would train and roughly how long it would take, shown before it is started."""
     chosen = training_preset(preset)
     overrides = training_overrides_clean({**settings.TRAINING_OVERRIDES, **(overrides or {})})
-    images = annotated_count()
+    images = training_images_count()
     seconds = float(chosen.estimate_seconds(images))
     if "epochs" in overrides:  # the estimate is for the preset's own number of epochs
         seconds *= overrides["epochs"] / max(1, training_config_build(chosen, export_dir="", run_dir="").epochs)
@@ -168,7 +172,7 @@ def training_presets() -> dict[str, Any]:
     one a run gets when none is chosen (the admin page shows this before a run is started)."""
     from training.presets import PRESETS
 
-    images = annotated_count()
+    images = training_images_count()
     return {
         "default": training_preset().name,
         "images": images,

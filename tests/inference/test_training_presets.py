@@ -10,7 +10,7 @@ from annotator.constants import AnnotationSource, LungStatus
 from annotator.models import Radiograph
 from annotator.services.annotation_import import lung_annotation_save
 from inference.models import TrainingRun
-from inference.selectors import annotated_count
+from inference.selectors import training_images_count
 from inference.services import training_run_execute, training_run_start_if_due
 from tests.annotator.factories import RadiographFactory
 from training.presets import PRESETS, preset_for_device
@@ -46,7 +46,7 @@ def accepted():
 def test_the_admin_page_lists_the_presets_with_the_default_and_an_estimate(client_for, admin_user, accepted):
     data = client_for(admin_user).get("/api/training-presets/").json()
     assert data["default"] == preset_for_device(settings.INFERENCE_DEVICE).name  # TRAINING_PRESET is "auto"
-    assert data["images"] == annotated_count() >= 3
+    assert data["images"] == training_images_count() >= 3
     listed = {p["name"]: p for p in data["presets"]}
     assert set(listed) == set(PRESETS)
     for name, preset in PRESETS.items():
@@ -60,7 +60,7 @@ def test_a_run_started_on_the_admin_page_trains_with_the_chosen_preset_and_overr
     assert response.status_code == 201, response.content
     run = response.json()
     assert run["config"]["preset"] == "paper" and run["config"]["overrides"] == {"epochs": 2}
-    expected = PRESETS["paper"].estimate_seconds(annotated_count()) * 2 / PRESETS["paper"].train_config(export_dir="", run_dir="").epochs
+    expected = PRESETS["paper"].estimate_seconds(training_images_count()) * 2 / PRESETS["paper"].train_config(export_dir="", run_dir="").epochs
     assert run["config"]["estimate_seconds"] == round(expected)
 
     training_run_execute(training_run_id=run["id"])
