@@ -1,5 +1,6 @@
 """The first model: with no active model and enough accepted annotations, a bootstrap training run
-starts by itself (the preset for the training device). It is promoted when it passes the gate (there
+starts by itself (the preset for the training device, with ``BOOTSTRAP_TRAINING_OVERRIDES``: fewer
+epochs, since this model exists to start the suggestions). It is promoted when it passes the gate (there
 is nothing to compare the first model with) and the open radiographs are pre-annotated.
 
 ``training_bootstrap`` is what ``make run`` calls at each start (``manage.py training_bootstrap``),
@@ -41,7 +42,7 @@ def training_bootstrap_if_due() -> TrainingRun | None:
         logger.info("no model yet: bootstrap run %d already tried these %d radiograph(s)", last.pk, annotated)
         return None
     try:
-        return training_run_start(trigger=BOOTSTRAP)
+        return training_run_start(trigger=BOOTSTRAP, overrides=settings.BOOTSTRAP_TRAINING_OVERRIDES)
     except Conflict:
         return None
 

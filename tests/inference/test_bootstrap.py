@@ -49,7 +49,7 @@ def test_the_first_model_trains_by_itself_is_promoted_and_preannotates(annotated
     boxed_ids, open_ids = annotated
     worker = celery_worker()  # the run carries its preset and overrides
     out = io.StringIO()
-    with override_settings(BOOTSTRAP_MIN_ANNOTATED=5, TRAINING_OVERRIDES=TINY):
+    with override_settings(BOOTSTRAP_MIN_ANNOTATED=5, BOOTSTRAP_TRAINING_OVERRIDES=TINY):
         call_command("training_bootstrap", stdout=out)
     run = TrainingRun.objects.get()
     assert run.trigger == "bootstrap" and run.config["images"] == len(boxed_ids)
@@ -77,6 +77,6 @@ def test_the_first_model_trains_by_itself_is_promoted_and_preannotates(annotated
 
     # Starting again does not train a second first model.
     out = io.StringIO()
-    with override_settings(BOOTSTRAP_MIN_ANNOTATED=5, TRAINING_OVERRIDES=TINY):
+    with override_settings(BOOTSTRAP_MIN_ANNOTATED=5, BOOTSTRAP_TRAINING_OVERRIDES=TINY):
         call_command("training_bootstrap", stdout=out)
     assert TrainingRun.objects.count() == 1 and f"Active model: {model.name}." in out.getvalue()
