@@ -29,9 +29,9 @@ def preannotate(radiograph_id: int, model_version_id: int, batch_id: int | None 
 
 
 def worker_stopping() -> bool:
-    """True once this worker process was asked to shut down (Ctrl+C, TERM): set by Celery's signal
-    handler in the process that runs the task (the solo pool of ``make run``; a prefork child learns
-    of a cold shutdown only)."""
+    """True once this worker process was asked to shut down (Ctrl+C, TERM). Celery's signal handler
+    sets it in the main process, where the solo pool of ``make run`` runs its tasks; a prefork pool's
+    child never sees it, so there a warm shutdown waits for the training to end, as before."""
     return worker_state.should_stop is not None or worker_state.should_terminate is not None
 
 
