@@ -119,9 +119,11 @@ def users(request):
 
 def _latest_training_run():
     """The live training run, else the latest one (the dashboard follows it while it runs)."""
+    from django.db.models import F
     from inference.models import TrainingRun
 
-    return TrainingRun.objects.order_by("-live", "-created_at", "-pk").first()
+    # ``live`` is True or NULL; NULLs would sort first in a descending order on PostgreSQL.
+    return TrainingRun.objects.order_by(F("live").desc(nulls_last=True), "-created_at", "-pk").first()
 
 
 def _active_model():
