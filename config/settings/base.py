@@ -158,6 +158,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 # PSEUDONYM_KEY: keys the pseudonyms of patient identifiers (defaults to one derived from SECRET_KEY).
 PSEUDONYM_KEY = os.environ.get("PSEUDONYM_KEY", "") or f"pseudonym:{SECRET_KEY}"
+# KEEP_SOURCE_NAMES: store uploaded file names and show them to admins (off: names often identify patients).
+KEEP_SOURCE_NAMES = env_bool("KEEP_SOURCE_NAMES", False)
+# BURNED_IN_EXCLUDE_SECONDARY_CAPTURE: exclude DICOM secondary captures that do not say they carry no burned-in text.
+BURNED_IN_EXCLUDE_SECONDARY_CAPTURE = env_bool("BURNED_IN_EXCLUDE_SECONDARY_CAPTURE", True)
 
 # --- workflow ---------------------------------------------------------------------------------
 # LEASE_SECONDS: how long a queue hands a radiograph to one person before it may go to another.
