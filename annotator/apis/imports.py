@@ -37,6 +37,8 @@ def _upload_source(upload) -> SourceFile:
 class ImportApi(APIView):
     required_action = "import"
     parser_classes = [MultiPartParser]
+    # The role and this size are checked from the headers before the body is read (EarlyRefusal).
+    body_limit_setting = "MAX_ZIP_BYTES"
 
     @extend_schema(
         request={
