@@ -34,7 +34,9 @@ def dashboard(request):
             "progress": progress,
             "throughput": throughput,
             "agreement": agreement,
+            "suggestions": selectors_stats.suggestion_agreement(user=user),
             "active_model": _active_model(),
+            "training": _latest_training_run(),
             "charts": {"progress": progress, "throughput": throughput, "states": selectors_stats.STATE_ORDER},
         },
     )
@@ -109,6 +111,15 @@ def users(request):
         for person in get_user_model().objects.order_by("username").prefetch_related("groups")
     ]
     return render(request, "manage/users.html", {"section": "users", "people": people, "roles": ROLES, "form": form})
+
+
+def _latest_training_run():
+    """The live training run, else the latest one (the dashboard follows it while it runs)."""
+    from django.db.models import F
+    from inference.models import TrainingRun
+
+    # ``live`` is True or NULL; NULLs would sort first in a descending order on PostgreSQL.
+    return TrainingRun.objects.order_by(F("live").desc(nulls_last=True), "-created_at", "-pk").first()
 
 
 def _active_model():
