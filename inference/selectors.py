@@ -1,7 +1,7 @@
 """Reads of the inference app: model versions, training runs and pre-annotation progress."""
 from __future__ import annotations
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 
 from annotator.constants import FRONTAL_VIEWS, LungStatus, State, Tri
 from annotator.errors import NotFound
@@ -67,6 +67,12 @@ def training_images_count() -> int:
 
 def training_run_list() -> QuerySet[TrainingRun]:
     return TrainingRun.objects.select_related("candidate", "baseline", "created_by").order_by("-created_at", "-pk")
+
+
+def training_run_latest() -> TrainingRun | None:
+    """The live training run, else the latest one (the dashboard follows it while it runs)."""
+    # ``live`` is True or NULL; NULLs would sort first in a descending order on PostgreSQL.
+    return TrainingRun.objects.order_by(F("live").desc(nulls_last=True), "-created_at", "-pk").first()
 
 
 def training_run_get(*, training_run_id) -> TrainingRun:

@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 
 from .. import selectors, selectors_stats
 from ..errors import DomainError
-from ..hooks import ACTIVE_MODEL, MODEL_CURVES, hook_call
+from ..hooks import ACTIVE_MODEL, LATEST_TRAINING_RUN, MODEL_CURVES, hook_call
 from ..permissions import page_requires
 from ..services.users import ROLES, user_create, user_update
 
@@ -36,7 +36,7 @@ def dashboard(request):
             "agreement": agreement,
             "suggestions": selectors_stats.suggestion_agreement(user=user),
             "active_model": _active_model(),
-            "training": _latest_training_run(),
+            "training": hook_call(LATEST_TRAINING_RUN),
             "charts": {"progress": progress, "throughput": throughput, "states": selectors_stats.STATE_ORDER},
         },
     )
@@ -111,15 +111,6 @@ def users(request):
         for person in get_user_model().objects.order_by("username").prefetch_related("groups")
     ]
     return render(request, "manage/users.html", {"section": "users", "people": people, "roles": ROLES, "form": form})
-
-
-def _latest_training_run():
-    """The live training run, else the latest one (the dashboard follows it while it runs)."""
-    from django.db.models import F
-    from inference.models import TrainingRun
-
-    # ``live`` is True or NULL; NULLs would sort first in a descending order on PostgreSQL.
-    return TrainingRun.objects.order_by(F("live").desc(nulls_last=True), "-created_at", "-pk").first()
 
 
 def _active_model():
