@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader
 
 from training.checkpoint import load_checkpoint, save_checkpoint, write_checkpoint
 from training.config import TASK_DIAGNOSIS, TASK_DISEASE, TASK_LUNG, TrainConfig, model_config_from_dict, model_config_to_dict
-from training.data import IMAGENET_NORMALIZATION, ExportDataset, compute_normalization, subject_split
+from training.data import IMAGENET_NORMALIZATION, ExportDataset, class_weights, compute_normalization, subject_split
 from training.evaluate import run_model, summarize, write_metrics
 from training.export import ExportError, read_export, verify_export
 from training.losses import multitask_loss
@@ -179,6 +179,7 @@ def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None
         )
     train_set.normalization = normalization
     val_set = dataset(val_records, None)
+    balance = class_weights(train_set)
 
     model.to(device)
     if device.type == "cuda":
@@ -194,6 +195,8 @@ def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None
         "device": str(device),
         "train_images": len(train_records),
         "train_samples_per_epoch": len(train_set),
+        "covid_copies_of": train_set.copied_class,
+        "class_weights": balance if config.loss.class_balance else None,
         "val_images": len(val_records),
         "test_images": len(export.split("test")),
         "export": export.identity,
@@ -229,7 +232,7 @@ def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None
             group["lr"] = lr
         sums = EpochSums.from_dict(partial) if partial else EpochSums()
         partial = None
-        steps = _train_epoch(model, train_set, optimizer, config, device, epoch, lr, progress, should_stop, sums)
+        steps = _train_epoch(model, train_set, optimizer, config, device, epoch, lr, progress, should_stop, sums, balance)
         if sums.stopped:
             save_checkpoint(
                 last_path,
@@ -377,6 +380,7 @@ def _train_epoch(
     progress: ProgressCallback | None,
     should_stop: StopCheck | None,
     sums: EpochSums,
+    balance: dict[str, list[float]],
 ) -> int:
     """One pass over the shuffled training samples, from step ``sums.steps`` on; returns the epoch's
     number of steps. ``sums`` collects the losses; ``sums.stopped`` is set when ``should_stop`` said so."""
@@ -408,7 +412,7 @@ def _train_epoch(
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             output = model(images)
-        loss = multitask_loss(output, batch, config.loss)
+        loss = multitask_loss(output, batch, config.loss, balance)
         optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
         optimizer.step()
