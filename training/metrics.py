@@ -152,6 +152,42 @@ def classification_metrics(labels: Sequence[float], scores: Sequence[float], thr
     }
 
 
+def bootstrap_ci(
+    labels: Sequence[float],
+    scores: Sequence[float],
+    statistic=None,
+    *,
+    groups: Sequence[str] | None = None,
+    resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """Percentile bootstrap confidence interval of ``statistic(labels, scores)`` (default: ROC AUC).
+
+    With ``groups`` (e.g. subject ids) whole groups are resampled, so that a patient's several images
+    count as one draw. Resamples where the statistic is undefined (one class only) are skipped;
+    ``None`` when the statistic is undefined on the data itself.
+    """
+    statistic = statistic or roc_auc
+    y, s = np.asarray(labels, dtype=float), np.asarray(scores, dtype=float)
+    if statistic(y, s) is None:
+        return None
+    keys = np.asarray(groups if groups is not None else np.arange(len(y)))
+    unique, inverse = np.unique(keys, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(len(unique))]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        picked = np.concatenate([members[g] for g in rng.integers(0, len(unique), size=len(unique))])
+        value = statistic(y[picked], s[picked])
+        if value is not None:
+            values.append(value)
+    if not values:
+        return None
+    tail = (1.0 - level) / 2.0 * 100
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+
+
 def mean_or_none(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return float(np.mean(present)) if present else None

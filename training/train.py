@@ -39,7 +39,7 @@ from training.checkpoint import load_checkpoint, save_checkpoint, write_checkpoi
 from training.config import TASK_DIAGNOSIS, TASK_DISEASE, TASK_LUNG, TrainConfig, model_config_from_dict, model_config_to_dict
 from training.data import IMAGENET_NORMALIZATION, ExportDataset, class_weights, compute_normalization, subject_split
 from training.evaluate import run_model, summarize, write_metrics
-from training.export import ExportError, read_export, verify_export
+from training.export import ExportError, annotated_lung_boxes, read_export, verify_export
 from training.losses import multitask_loss
 from training.model import CMTNet, build_model
 from training.plots import plot_loss_curves
@@ -180,6 +180,7 @@ def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None
     train_set.normalization = normalization
     val_set = dataset(val_records, None)
     balance = class_weights(train_set)
+    annotated = annotated_lung_boxes(export.root)
 
     model.to(device)
     if device.type == "cuda":
@@ -250,7 +251,11 @@ def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None
 
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_parts": train_parts}
         if len(val_set):
-            val = summarize(run_model(model, val_set, device=device, batch_size=config.batch_size, loss_config=config.loss, amp=config.amp))
+            val = summarize(
+                run_model(
+                    model, val_set, device=device, batch_size=config.batch_size, loss_config=config.loss, amp=config.amp, annotated_boxes=annotated
+                )
+            )
             row["val_loss"] = val.get("loss")
             row.update({f"val_{k}": val[k] for k in VAL_METRICS})
         row["seconds"] = round(time.monotonic() - epoch_started, 2)
@@ -342,7 +347,7 @@ class EpochSums:
 
 
 # Validation metrics recorded in every epoch's row; the first three choose the best epoch.
-VAL_METRICS = ("lung_dice", "lung_box_iou", "disease_dice", "covid_auc", "healthy_accuracy")
+VAL_METRICS = ("lung_dice", "lung_box_iou", "lung_box_iou_annotated", "disease_dice", "covid_auc", "healthy_accuracy")
 _SELECTION = {TASK_LUNG: "val_lung_dice", TASK_DISEASE: "val_disease_dice", TASK_DIAGNOSIS: "val_covid_auc"}
 
 
@@ -460,7 +465,16 @@ def _score_on_test(
         augment=None,
         cache=False,
     )
-    metrics = summarize(run_model(model, test_set, device=device, batch_size=config.batch_size, progress=config.progress_bar, amp=config.amp))
+    outputs = run_model(
+        model,
+        test_set,
+        device=device,
+        batch_size=config.batch_size,
+        progress=config.progress_bar,
+        amp=config.amp,
+        annotated_boxes=annotated_lung_boxes(export_root),
+    )
+    metrics = summarize(outputs)
     metrics["split"] = "test"
     metrics["epoch"] = best["epoch"]
     write_metrics(metrics, run_dir / "test_metrics.json", roc_title="COVID ROC (test split)")
