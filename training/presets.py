@@ -68,7 +68,7 @@ class Preset:
     title: str
     description: str
     device: str
-    build: Callable[[str, str], TrainConfig] = dataclasses.field(repr=False, compare=False, default=_cpu_config)
+    build: Callable[[str, str], TrainConfig] = dataclasses.field(repr=False, compare=False)
     seconds_per_sample: float = 0.0
     setup_seconds: float = 0.0
 
