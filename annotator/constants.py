@@ -36,6 +36,7 @@ class ExclusionReason(models.TextChoices):
     CT = "ct", "CT slice"
     UNREADABLE = "unreadable", "Unreadable"
     NOT_CHEST = "not_chest", "Not a chest radiograph"
+    BURNED_IN_TEXT = "burned_in_text", "Burned-in text"
     OTHER = "other", "Other"
 
 

@@ -60,7 +60,11 @@ def radiograph_upload_to(instance: "Radiograph", filename: str) -> str:
 class Radiograph(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="radiographs")
     subject = models.ForeignKey(Subject, on_delete=models.PROTECT, related_name="radiographs")
-    source_name = models.CharField(max_length=255, help_text="The file name it was imported under.")
+    # File names often carry a patient's name, a record number or a UID: the name itself is kept only
+    # where settings.KEEP_SOURCE_NAMES allows (and shown to admins only); a keyed hash of it always
+    # is, so annotation files that refer to images by file name still find them.
+    source_name = models.CharField(max_length=255, blank=True, help_text="The file name it was imported under (admins only, when kept).")
+    source_key = models.CharField(max_length=64, blank=True, db_index=True, help_text="Keyed hash of the file name it was imported under.")
     sha256 = models.CharField(max_length=64, help_text="Of the imported file's bytes.")
     kind = models.CharField(max_length=8, help_text="png, jpeg or dicom (recognised by content).")
     # The stored original (de-identified DICOM, or the re-encoded PNG), full bit depth pixels
@@ -126,7 +130,17 @@ class Radiograph(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.dataset}/{self.source_name}"
+        return self.display_name
+
+    @property
+    def display_name(self) -> str:
+        """The server-chosen name everyone sees: stable, and identifying nobody."""
+        return f"{self.dataset.name} #{self.pk}"
+
+    @property
+    def admin_file_name(self) -> str:
+        """The uploaded file name where it is kept and may be shown (to admins: callers check)."""
+        return self.source_name if settings.KEEP_SOURCE_NAMES else ""
 
     def lease_holder_id(self, now=None) -> int | None:
         """The id of the user whose lease is still running, or None (an expired lease holds nothing)."""

@@ -1,7 +1,11 @@
 """Reads (selectors): objects fetched with the user's permissions applied."""
 from __future__ import annotations
 
+from typing import Iterable
+
 from django.db.models import QuerySet
+
+from .constants import State
 
 from .errors import NotAllowed, NotFound
 from .models import Dataset, ExportSnapshot, FindingRegion, Radiograph, ReviewEvent
@@ -95,3 +99,18 @@ def export_get(*, user, export_id: int) -> ExportSnapshot:
         return ExportSnapshot.objects.select_related("created_by").prefetch_related("datasets").get(pk=export_id)
     except (ExportSnapshot.DoesNotExist, ValueError, TypeError):
         raise NotFound("No such export.") from None
+
+
+def radiographs_by_file_name(*, dataset: Dataset, names: Iterable[str], include_excluded: bool = True) -> dict[str, Radiograph]:
+    """The radiographs of ``dataset`` imported under these file names, by name.
+
+    Names are matched by their keyed hash: the names themselves need not be stored (an import
+    service function, ``source_key``, is the one definition of that hash).
+    """
+    from .services.imports import source_key
+
+    by_key = {source_key(name): name for name in names}
+    found = Radiograph.objects.filter(dataset=dataset, source_key__in=list(by_key))
+    if not include_excluded:
+        found = found.exclude(state=State.EXCLUDED)
+    return {by_key[radiograph.source_key]: radiograph for radiograph in found}

@@ -28,6 +28,8 @@ class ModelListApi(APIView):
 
     required_actions = {"GET": "view", "POST": "manage_models"}
     parser_classes = [MultiPartParser, FormParser]
+    # The role and this size are checked from the headers before the body is read (EarlyRefusal).
+    body_limit_setting = "MODEL_MAX_BYTES"
 
     @extend_schema(responses=ser.ModelVersionSerializer(many=True))
     def get(self, request):

@@ -37,12 +37,19 @@ def _upload_source(upload) -> SourceFile:
 class ImportApi(APIView):
     required_action = "import"
     parser_classes = [MultiPartParser]
+    # The role and this size are checked from the headers before the body is read (EarlyRefusal).
+    body_limit_setting = "MAX_ZIP_BYTES"
 
     @extend_schema(
         request={
             "multipart/form-data": inline_serializer(
                 "ImportUpload",
-                {"dataset": s.CharField(), "files": s.ListField(child=s.FileField()), "archive": s.FileField(required=False)},
+                {
+                    "dataset": s.CharField(),
+                    "files": s.ListField(child=s.FileField()),
+                    "archive": s.FileField(required=False),
+                    "allow_burned_in": s.BooleanField(required=False, help_text="Import DICOM with burned-in text into the normal queue."),
+                },
             )
         },
         responses={201: ReportSchema},
@@ -68,6 +75,9 @@ class ImportApi(APIView):
                 raise FileTooLarge(f"The zip is larger than the {settings.MAX_ZIP_BYTES} bytes allowed.")
             zipped, metadata = zip_sources(archive, max_total=settings.MAX_ZIP_BYTES)
             sources.extend(zipped)
-        report = radiographs_import(dataset=dataset, sources=sources, metadata=metadata, actor=request.user, origin="upload")
+        allow_burned_in = s.BooleanField(required=False).to_internal_value(request.data.get("allow_burned_in") or False)
+        report = radiographs_import(
+            dataset=dataset, sources=sources, metadata=metadata, actor=request.user, origin="upload", allow_burned_in=allow_burned_in
+        )
         audit_record(actor=request.user, action="import", target=dataset.name, data={"imported": report.imported, "errors": len(report.errors)})
         return Response(report.as_dict(), status=status.HTTP_201_CREATED)

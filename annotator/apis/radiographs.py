@@ -34,7 +34,8 @@ DetailSchema = inline_serializer(
     {
         **_STATE_FIELDS,
         "dataset": s.CharField(),
-        "source_name": s.CharField(),
+        "name": s.CharField(),
+        "source_name": s.CharField(allow_blank=True),
         "kind": s.CharField(),
         "width": s.IntegerField(),
         "height": s.IntegerField(),
@@ -53,13 +54,14 @@ DetailSchema = inline_serializer(
 LeaseSchema = inline_serializer("Lease", {"id": s.IntegerField(), "version": s.IntegerField(), "state": s.CharField()})
 
 
-def radiograph_payload(radiograph, *, with_regions: bool = True) -> dict:
-    """What the workspace pages need to open a radiograph, in one response."""
+def radiograph_payload(radiograph, *, user, with_regions: bool = True) -> dict:
+    """What the workspace pages need to open a radiograph, in one response (as ``user`` may see it)."""
     data = workflow.annotation_state(radiograph)
     prediction = selectors.prediction_current(radiograph)
     data.update(
         dataset=radiograph.dataset.name,
-        source_name=radiograph.source_name,
+        name=radiograph.display_name,
+        source_name=ser.file_name_for(user, radiograph),
         kind=radiograph.kind,
         width=radiograph.width,
         height=radiograph.height,
@@ -118,7 +120,7 @@ class RadiographListApi(APIView):
         qs = selectors.radiograph_list(user=request.user, filters=filters, ordering=request.query_params.get("ordering", "id"))
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response(ser.RadiographListSerializer(page, many=True).data)
+        return paginator.get_paginated_response(ser.RadiographListSerializer(page, many=True, context={"request": request}).data)
 
 
 class RadiographDetailApi(APIView):
@@ -127,7 +129,7 @@ class RadiographDetailApi(APIView):
     @extend_schema(responses=DetailSchema)
     def get(self, request, radiograph_id: int):
         radiograph = selectors.radiograph_get(user=request.user, radiograph_id=radiograph_id)
-        return Response(radiograph_payload(radiograph))
+        return Response(radiograph_payload(radiograph, user=request.user))
 
 
 class AnnotationApi(APIView):

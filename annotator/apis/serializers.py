@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from ..constants import FINDING_INPUT_CHOICES, ExclusionReason, InterstitialSubtype, RegionStatus, Tri, View
 from ..models import Dataset, FindingRegion, Radiograph, ReviewEvent
+from ..permissions import can
 
 
 class DatasetSerializer(serializers.ModelSerializer):
@@ -17,16 +18,27 @@ class DatasetSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "description", "created_at", "radiographs"]
 
 
+def file_name_for(user, radiograph: Radiograph) -> str:
+    """The uploaded file name, for admins only and only where it is kept; "" for everyone else."""
+    return radiograph.admin_file_name if can(user, "import") else ""
+
+
 class RadiographListSerializer(serializers.ModelSerializer):
     dataset = serializers.CharField(source="dataset.name")
+    name = serializers.CharField(source="display_name", read_only=True)
+    source_name = serializers.SerializerMethodField(help_text="The uploaded file name: admins only, where kept; else empty.")
 
     class Meta:
         model = Radiograph
         fields = [
-            "id", "dataset", "source_name", "kind", "width", "height", "bit_depth", "view", "state",
+            "id", "dataset", "name", "source_name", "kind", "width", "height", "bit_depth", "view", "state",
             "excluded_reason", "healthy", "covid", "other_disease", "version", "uncertainty",
             "preannotation_status", "created_at", "updated_at",
         ]
+
+    def get_source_name(self, radiograph: Radiograph) -> str:
+        request = self.context.get("request")
+        return file_name_for(getattr(request, "user", None), radiograph)
 
 
 class LabelsSerializer(serializers.Serializer):

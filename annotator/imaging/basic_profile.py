@@ -1,193 +1,72 @@
-"""PS3.15 Annex E, Table E.1-1: the Basic Application Level Confidentiality Profile, as data.
+"""What a stored DICOM copy may keep: one allow-list, applied at every depth.
+
+De-identification works by allow-list, not by block-list: an attribute reaches the stored copy only
+when this table names it, whatever the uploaded file carries (public or private, known or unknown to
+the data dictionary). The table holds what Lungmark needs to show and annotate a radiograph (the
+Image Pixel module and the grayscale rendering pipeline, the view, the modality) and what the PS3.15
+Annex E Basic Application Level Confidentiality Profile retains or replaces (Table E.1-1): instance
+UIDs (U), the pseudonymised patient (D) and the Type 2 attributes it empties (Z). Sequences are kept
+only where named, and their items are filtered by this same table.
 
 Attributes are named by their pydicom keyword (checked against pydicom's data dictionary by the
-tests), grouped by the action Lungmark takes. Where the standard offers a choice (X/Z, Z/D, X/Z/D)
-the attribute is emptied rather than given a dummy value: the stored copy is for annotation and
-training, not for sending back to a PACS, so an empty Type 1 value somewhere is acceptable while an
-invented one would be misleading.
-
-Attributes that the table marks U (UIDs) are not listed: every UI element that is not a well-known
-class UID is replaced, table or not (see ``deidentify.py``). Likewise every date, time, person name,
-private, curve and overlay element is removed by rule, so missing one here is not a leak.
-Transcribed from the 2024b edition of the standard.
+tests). Transcribed against the 2024b edition of the standard.
 """
 from __future__ import annotations
 
-# Z, Z/D, X/Z and X/Z/D: kept as a zero-length value, so IODs where they are Type 2 stay valid.
-EMPTY: frozenset[str] = frozenset(
-    """
-    AccessionNumber AcquisitionContextSequence AcquisitionDate AcquisitionDateTime
-    AcquisitionTime BarcodeValue CalibrationDateTime ClinicalTrialCoordinatingCenterName
-    ClinicalTrialProtocolName ClinicalTrialSiteID ClinicalTrialSiteName
-    ClinicalTrialTimePointID ConceptualVolumeCombinationDescription ConceptualVolumeDescription
-    ConsultingPhysicianName ContentCreatorName ContentDate ContentTime ContrastBolusAgent
-    DeviceAlternateIdentifier DeviceSerialNumber FillerOrderNumberImagingServiceRequest
-    FractionationNotes InstanceCreationTime InstitutionCodeSequence InstitutionName
-    InstructionPerformedDateTime IssuerOfTheContainerIdentifierSequence
-    IssuerOfTheSpecimenIdentifierSequence LabelText ManufacturerDeviceIdentifier OperatorsName
-    ParticipationDateTime PatientBirthDate PatientSex PatientSexNeutered
-    PlacerOrderNumberImagingServiceRequest PrescriptionNotes PrescriptionNotesSequence
-    ROIInterpreter ROIName RTAccessoryDeviceSlotID RTAccessoryHolderSlotID
-    RTPhysicianIntentNarrative RadiationGenerationModeDescription ReasonForSuperseding
-    ReferencedPerformedProcedureStepSequence ReferencedStudySequence ReferringPhysicianName
-    RequestedProcedureDescription ReviewDate ReviewTime ReviewerName SourceOfPreviousValues
-    SourceSerialNumber SpecimenPreparationSequence StationName StructureSetDate
-    StructureSetTime StudyDate StudyID StudyTime TreatmentMachineName TreatmentTechniqueNotes
-    VerifyingObserverIdentificationCodeSequence
-    """.split()
-)
+from enum import StrEnum
 
-# X, X/D and D: removed. (D attributes are Type 1 only in IODs that Lungmark never stores.)
-REMOVE: frozenset[str] = frozenset(
-    """
-    AcquisitionComments AcquisitionDeviceProcessingDescription AcquisitionFieldOfViewLabel
-    AcquisitionProtocolDescription ActualHumanPerformersSequence AdditionalPatientHistory
-    AddressTrial AdmissionID AdmittingDate AdmittingDiagnosesCodeSequence
-    AdmittingDiagnosesDescription AdmittingTime AffectedSOPInstanceUID Allergies
-    AnnotationGroupDescription AnnotationGroupLabel AnnotationGroupUID ApprovalStatusDateTime
-    Arbitrary AssertionDateTime AssertionExpirationDateTime AttributeModificationDateTime
-    AuthorObserverSequence BeamDescription BeamHoldTransitionDateTime BolusDescription
-    BranchOfService CalibrationDate CalibrationTime CameraOwnerName CassetteID
-    CertificateOfSigner CertifiedTimestamp ClinicalTrialProtocolEthicsCommitteeApprovalNumber
-    ClinicalTrialProtocolEthicsCommitteeName ClinicalTrialProtocolID
-    ClinicalTrialSeriesDescription ClinicalTrialSeriesID ClinicalTrialSponsorName
-    ClinicalTrialSubjectID ClinicalTrialSubjectReadingID ClinicalTrialTimePointDescription
-    CommentsOnRadiationDose CommentsOnThePerformedProcedureStep CompensatorDescription
-    ConfidentialityConstraintOnPatientDataDescription ConsultingPhysicianIdentificationSequence
-    ContainerComponentID ContainerDescription ContainerIdentifier
-    ContentCreatorIdentificationCodeSequence ContentSequence ContextGroupLocalVersion
-    ContextGroupVersion ContrastBolusStartTime ContrastBolusStopTime ContributionDateTime
-    ContributionDescription CountryOfResidence CreationDate CreationTime CurrentObserverTrial
-    CurrentPatientLocation CurveDate CurveTime CustodialOrganizationSequence
-    DataSetTrailingPadding Date DateOfDocumentOrVerbalTransactionTrial DateOfInstallation
-    DateOfLastCalibration DateOfLastDetectorCalibration DateOfManufacture
-    DateOfSecondaryCapture DateTime DateTimeOfLastCalibration DecayCorrectionDateTime
-    DecompositionDescription DerivationDescription DestinationAE DetectorID DeviceDescription
-    DeviceLabel DeviceSettingDescription DigitalSignatureDateTime DigitalSignaturesSequence
-    DischargeDate DischargeDiagnosisDescription DischargeTime DisplacementReferenceLabel
-    DistributionAddress DistributionName DoseReferenceDescription EffectiveDateTime
-    EncapsulatedDocument EndAcquisitionDateTime EntityDescription EntityLabel EntityLongLabel
-    EntityName EquipmentFrameOfReferenceDescription EthicsCommitteeApprovalEffectivenessEndDate
-    EthicsCommitteeApprovalEffectivenessStartDate EthnicGroup ExclusionStartDateTime
-    ExpectedCompletionDateTime FilterLookupTableDescription FindingsGroupRecordingDateTrial
-    FindingsGroupRecordingTimeTrial FirstTreatmentDate FixationDeviceDescription FlowIdentifier
-    FlowIdentifierSequence FractionGroupDescription FrameAcquisitionDateTime FrameComments
-    FrameOriginTimestamp FrameReferenceDateTime FunctionalSyncPulse GPSAltitude GPSAltitudeRef
-    GPSAreaInformation GPSDOP GPSDateStamp GPSDestBearing GPSDestBearingRef GPSDestDistance
-    GPSDestDistanceRef GPSDestLatitude GPSDestLatitudeRef GPSDestLongitude GPSDestLongitudeRef
-    GPSDifferential GPSImgDirection GPSImgDirectionRef GPSLatitude GPSLatitudeRef GPSLongitude
-    GPSLongitudeRef GPSMapDatum GPSMeasureMode GPSProcessingMethod GPSSatellites GPSSpeed
-    GPSSpeedRef GPSStatus GPSTimeStamp GPSTrack GPSTrackRef GPSVersionID GantryID GeneratorID
-    GraphicAnnotationSequence HL7DocumentEffectiveTime HangingProtocolCreationDateTime
-    HumanPerformerName HumanPerformerOrganization IconImageSequence IdentifyingComments
-    ImageComments ImagePresentationComments ImagingServiceRequestComments
-    ImpedanceMeasurementDateTime Impressions InformationIssueDateTime InstanceCoercionDateTime
-    InstanceCreationDate InstanceOriginStatus InstitutionAddress InstitutionalDepartmentName
-    InstitutionalDepartmentTypeCodeSequence InsurancePlanIdentification
-    IntendedFractionStartTime IntendedPhaseEndDate IntendedPhaseStartDate
-    IntendedRecipientsOfResultsIdentificationSequence InterlockDateTime InterlockDescription
-    InterlockOriginDescription InterpretationApprovalDate InterpretationApprovalTime
-    InterpretationApproverSequence InterpretationAuthor InterpretationDiagnosisDescription
-    InterpretationID InterpretationIDIssuer InterpretationRecordedDate
-    InterpretationRecordedTime InterpretationRecorder InterpretationText
-    InterpretationTranscriber InterpretationTranscriptionDate InterpretationTranscriptionTime
-    InterventionDrugStartTime InterventionDrugStopTime IssueDateOfImagingServiceRequest
-    IssueTimeOfImagingServiceRequest IssuerOfAdmissionID IssuerOfAdmissionIDSequence
-    IssuerOfClinicalTrialProtocolID IssuerOfClinicalTrialSeriesID IssuerOfClinicalTrialSiteID
-    IssuerOfClinicalTrialSubjectID IssuerOfClinicalTrialSubjectReadingID
-    IssuerOfClinicalTrialTimePointID IssuerOfPatientID IssuerOfServiceEpisodeID
-    IssuerOfServiceEpisodeIDSequence LastMenstrualDate LensMake LensModel LensSerialNumber
-    LensSpecification LongDeviceDescription MAC MakerNote MedicalAlerts MedicalRecordLocator
-    MilitaryRank ModifiedAttributesSequence ModifiedImageDate ModifiedImageDescription
-    ModifiedImageTime ModifyingDeviceID ModifyingSystem MostRecentTreatmentDate
-    MultienergyAcquisitionDescription NameOfPhysiciansReadingStudy
-    NamesOfIntendedRecipientsOfResults NetworkID NonconformingDataElementValue
-    NonconformingModifiedAttributesSequence ObservationDateTime ObservationDateTrial
-    ObservationStartDateTime ObservationTimeTrial Occupation OperatorIdentificationSequence
-    OrderCallbackPhoneNumber OrderCallbackTelecomInformation OrderEnteredBy
-    OrderEntererLocation OriginalAttributesSequence Originator
-    OtherClinicalTrialProtocolIDsSequence OtherPatientIDs OtherPatientIDsSequence
-    OtherPatientNames OverlayDate OverlayTime OverrideDateTime ParticipantSequence
-    PatientAddress PatientAge PatientBirthName PatientBirthTime PatientComments
-    PatientInstitutionResidence PatientInsurancePlanCodeSequence PatientMotherBirthName
-    PatientPrimaryLanguageCodeSequence PatientPrimaryLanguageModifierCodeSequence
-    PatientReligiousPreference PatientSetupPhotoDescription PatientSize PatientState
-    PatientTelecomInformation PatientTelephoneNumbers PatientTransportArrangements
-    PatientTreatmentPreparationMethodDescription
-    PatientTreatmentPreparationProcedureParameterDescription PatientWeight PerformedLocation
-    PerformedProcedureStepDescription PerformedProcedureStepEndDate
-    PerformedProcedureStepEndDateTime PerformedProcedureStepEndTime PerformedProcedureStepID
-    PerformedProcedureStepStartDate PerformedProcedureStepStartDateTime
-    PerformedProcedureStepStartTime PerformedStationAETitle
-    PerformedStationGeographicLocationCodeSequence PerformedStationName
-    PerformedStationNameCodeSequence PerformingPhysicianIdentificationSequence
-    PerformingPhysicianName PersonAddress PersonIdentificationCodeSequence PersonName
-    PersonTelecomInformation PersonTelephoneNumbers PhysicianApprovingInterpretation
-    PhysiciansOfRecord PhysiciansOfRecordIdentificationSequence
-    PhysiciansReadingStudyIdentificationSequence PlateID PositionAcquisitionTemplateDescription
-    PositionAcquisitionTemplateName PreMedication PregnancyStatus PrescriptionDescription
-    PresentationCreationDate PresentationCreationTime PriorTreatmentDoseDescription
-    ProcedureStepCancellationDateTime ProductExpirationDateTime ProtocolName PyramidDescription
-    PyramidLabel ROICreatorSequence ROIDateTime ROIDescription ROIGenerationDescription
-    ROIInterpreterSequence ROIObservationDateTime ROIObservationDescription ROIObservationLabel
-    RTPlanDate RTPlanDescription RTPlanLabel RTPlanName RTPlanTime RTPrescriptionLabel
-    RTToleranceSetLabel RTTreatmentApproachLabel RadiationDoseIdentificationLabel
-    RadiationDoseInVivoMeasurementLabel RadiationGenerationModeLabel
-    RadiopharmaceuticalStartDateTime RadiopharmaceuticalStartTime
-    RadiopharmaceuticalStopDateTime RadiopharmaceuticalStopTime ReasonForOmissionDescription
-    ReasonForRequestedProcedureCodeSequence ReasonForStudy ReasonForTheAttributeModification
-    ReasonForTheImagingServiceRequest ReasonForTheRequestedProcedure ReasonForVisit
-    ReasonForVisitCodeSequence ReceivingAE RecordedRTControlPointDateTime ReferencedDateTime
-    ReferencedDigitalSignatureSequence ReferencedPatientAliasSequence
-    ReferencedPatientPhotoSequence ReferencedPatientSequence ReferencedSOPInstanceMACSequence
-    ReferringPhysicianAddress ReferringPhysicianIdentificationSequence
-    ReferringPhysicianTelephoneNumbers RegionOfResidence RequestAttributesSequence
-    RequestedContrastAgent RequestedProcedureComments RequestedProcedureID
-    RequestedProcedureLocation RequestedSeriesDescription RequestingAE RequestingPhysician
-    RequestingService RespiratoryMotionCompensationTechniqueDescription ResponsibleOrganization
-    ResponsiblePerson ResultsComments ResultsDistributionListSequence ResultsID ResultsIDIssuer
-    RetrieveAETitle SOPAuthorizationDateTime SafePositionExitDate SafePositionExitTime
-    SafePositionReturnDate SafePositionReturnTime ScheduledAdmissionDate ScheduledAdmissionTime
-    ScheduledDischargeDate ScheduledDischargeTime ScheduledHumanPerformersSequence
-    ScheduledPatientInstitutionResidence ScheduledPerformingPhysicianIdentificationSequence
-    ScheduledPerformingPhysicianName ScheduledProcedureStepDescription
-    ScheduledProcedureStepEndDate ScheduledProcedureStepEndTime
-    ScheduledProcedureStepExpirationDateTime ScheduledProcedureStepID
-    ScheduledProcedureStepLocation ScheduledProcedureStepModificationDateTime
-    ScheduledProcedureStepStartDate ScheduledProcedureStepStartDateTime
-    ScheduledProcedureStepStartTime ScheduledStationAETitle
-    ScheduledStationGeographicLocationCodeSequence ScheduledStationName
-    ScheduledStationNameCodeSequence ScheduledStudyLocation ScheduledStudyLocationAETitle
-    ScheduledStudyStartDate ScheduledStudyStartTime ScheduledStudyStopDate
-    ScheduledStudyStopTime SelectorAEValue SelectorASValue SelectorDAValue SelectorDTValue
-    SelectorLOValue SelectorLTValue SelectorOBValue SelectorPNValue SelectorSHValue
-    SelectorSTValue SelectorTMValue SelectorUNValue SelectorURValue SelectorUTValue SeriesDate
-    SeriesDescription SeriesTime ServiceEpisodeDescription ServiceEpisodeID
-    SetupTechniqueDescription ShieldingDeviceDescription SlideIdentifier SmokingStatus
-    SourceEndDateTime SourceIdentifier SourceManufacturer SourceStartDateTime
-    SourceStrengthReferenceDate SourceStrengthReferenceTime SpecialNeeds
-    SpecimenAccessionNumber SpecimenDetailedDescription SpecimenIdentifier
-    SpecimenShortDescription StartAcquisitionDateTime StationAETitle StructureSetDescription
-    StructureSetLabel StructureSetName StudyArrivalDate StudyArrivalTime StudyComments
-    StudyCompletionDate StudyCompletionTime StudyDescription StudyIDIssuer StudyReadDate
-    StudyReadTime StudyVerifiedDate StudyVerifiedTime SubstanceAdministrationDateTime
-    TelephoneNumberTrial TemplateLocalVersion TemplateVersion TextComments TextString Time
-    TimeOfDocumentCreationOrVerbalTransactionTrial TimeOfLastCalibration
-    TimeOfLastDetectorCalibration TimeOfSecondaryCapture TimezoneOffsetFromUTC TopicAuthor
-    TopicKeywords TopicSubject TopicTitle TransducerIdentificationSequence
-    TreatmentControlPointDate TreatmentControlPointTime TreatmentDate
-    TreatmentPositionGroupLabel TreatmentSite TreatmentSites TreatmentTime
-    TreatmentToleranceViolationDateTime TreatmentToleranceViolationDescription UDISequence
-    UniqueDeviceIdentifier UserContentLabel UserContentLongLabel
-    VerbalSourceIdentifierCodeSequenceTrial VerbalSourceTrial VerificationDateTime
-    VerifyingObserverName VerifyingObserverSequence VerifyingOrganization VisitComments
-    WaveformFilterDescription XRayDetectorID XRayDetectorLabel XRaySourceID
-    """.split()
-)
 
-# X/Z/U*: kept; their items are cleaned like the top level (UIDs replaced, text removed).
-CLEAN: frozenset[str] = frozenset(
-    """
-    ReferencedImageSequence SourceImageSequence
-    """.split()
-)
+class Action(StrEnum):
+    KEEP = "keep"  # copied unchanged: describes the image, identifies nobody
+    EMPTY = "empty"  # Z: kept with a zero-length value, so IODs where it is Type 2 stay valid
+    UID = "uid"  # U: an instance UID, replaced by a keyed UID (references stay consistent)
+    CLASS_UID = "class_uid"  # names a kind of thing: kept when well known, else replaced like U
+    PSEUDONYM = "pseudonym"  # D: the Patient ID becomes a keyed pseudonym
+    ITEMS = "items"  # a sequence: kept, each item filtered by this same table
+
+
+_K, _Z, _U, _C, _P, _S = Action.KEEP, Action.EMPTY, Action.UID, Action.CLASS_UID, Action.PSEUDONYM, Action.ITEMS
+
+ALLOWED: dict[str, Action] = {
+    # Image Pixel module (PS3.3 C.7.6.3): the pixels and how to read them.
+    "SamplesPerPixel": _K, "PhotometricInterpretation": _K, "Rows": _K, "Columns": _K,
+    "BitsAllocated": _K, "BitsStored": _K, "HighBit": _K, "PixelRepresentation": _K,
+    "PlanarConfiguration": _K, "PixelAspectRatio": _K, "NumberOfFrames": _K,
+    "SmallestImagePixelValue": _K, "LargestImagePixelValue": _K,
+    "PixelPaddingValue": _K, "PixelPaddingRangeLimit": _K,
+    "PixelData": _K, "FloatPixelData": _K, "DoubleFloatPixelData": _K,
+    "ExtendedOffsetTable": _K, "ExtendedOffsetTableLengths": _K,
+    "RedPaletteColorLookupTableDescriptor": _K, "GreenPaletteColorLookupTableDescriptor": _K,
+    "BluePaletteColorLookupTableDescriptor": _K, "AlphaPaletteColorLookupTableDescriptor": _K,
+    "RedPaletteColorLookupTableData": _K, "GreenPaletteColorLookupTableData": _K,
+    "BluePaletteColorLookupTableData": _K, "AlphaPaletteColorLookupTableData": _K,
+    "SegmentedRedPaletteColorLookupTableData": _K, "SegmentedGreenPaletteColorLookupTableData": _K,
+    "SegmentedBluePaletteColorLookupTableData": _K, "SegmentedAlphaPaletteColorLookupTableData": _K,
+    "SpecificCharacterSet": _K,
+    # Grayscale rendering (PS3.3 C.11): modality LUT or rescale, VOI LUT or window, presentation.
+    # Their free-text explanations (LUTExplanation, WindowCenterWidthExplanation) are not kept.
+    "RescaleIntercept": _K, "RescaleSlope": _K,
+    "ModalityLUTSequence": _S, "VOILUTSequence": _S, "LUTDescriptor": _K, "LUTData": _K,
+    "WindowCenter": _K, "WindowWidth": _K, "VOILUTFunction": _K, "PresentationLUTShape": _K,
+    "PixelIntensityRelationship": _K, "PixelIntensityRelationshipSign": _K,
+    # Geometry and what the image shows: spacing, view, side, body part, modality.
+    "PixelSpacing": _K, "ImagerPixelSpacing": _K, "PixelSpacingCalibrationType": _K,
+    "EstimatedRadiographicMagnificationFactor": _K,
+    "ViewPosition": _K, "PatientOrientation": _K, "PatientPosition": _K,
+    "ImageLaterality": _K, "Laterality": _K, "BodyPartExamined": _K, "Modality": _K,
+    "ImageType": _K, "PresentationIntentType": _K,
+    "LossyImageCompression": _K, "LossyImageCompressionRatio": _K, "LossyImageCompressionMethod": _K,
+    # Whether the pixels themselves may identify someone (read at import, kept for whoever reuses it).
+    "BurnedInAnnotation": _K, "RecognizableVisualFeatures": _K, "ConversionType": _K,
+    # Basic Profile, U: instance UIDs replaced consistently; class UIDs kept.
+    "SOPClassUID": _C, "SOPInstanceUID": _U, "StudyInstanceUID": _U, "SeriesInstanceUID": _U,
+    "FrameOfReferenceUID": _U,
+    "SourceImageSequence": _S, "ReferencedImageSequence": _S,
+    "ReferencedSOPClassUID": _C, "ReferencedSOPInstanceUID": _U,
+    # Basic Profile, D: the patient becomes a keyed pseudonym (the name is set to it afterwards).
+    "PatientID": _P, "PatientName": _Z,
+    # Basic Profile, Z: Type 2 in the image IODs Lungmark stores, kept empty.
+    "PatientBirthDate": _Z, "PatientSex": _Z, "StudyDate": _Z, "StudyTime": _Z,
+    "AccessionNumber": _Z, "ReferringPhysicianName": _Z, "StudyID": _Z,
+    "SeriesNumber": _Z, "InstanceNumber": _Z,
+}

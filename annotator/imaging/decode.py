@@ -44,6 +44,8 @@ class DecodedRadiograph:
     modality: str | None  # DICOM Modality ("CR", "DX", "CT"...), None for PNG/JPEG
     photometric: str  # the source's photometric interpretation ("MONOCHROME1", "RGB"...)
     patient_pseudonym: str | None  # keyed pseudonym of the DICOM Patient ID
+    burned_in: bool | None  # DICOM Burned In Annotation (YES/NO); None when absent or not DICOM
+    secondary_capture: bool  # a DICOM Secondary Capture (or converted) image
     deidentified_dicom: bytes | None = field(repr=False)  # the DICOM copy to store, de-identified
     source_metadata: dict[str, Any]  # non-identifying header fields only
     sha256: str  # of the uploaded bytes
@@ -106,6 +108,8 @@ def _decode(data: bytes, kind: str, *, max_pixels: int, key: bytes) -> DecodedRa
             modality=image.modality,
             photometric=image.photometric,
             patient_pseudonym=pseudonym(image.patient_id, key) if image.patient_id else None,
+            burned_in=image.burned_in,
+            secondary_capture=image.secondary_capture,
             deidentified_dicom=write_dicom(anonymous),
             source_metadata=image.source_metadata,
             sha256=sha256,
@@ -121,6 +125,8 @@ def _decode(data: bytes, kind: str, *, max_pixels: int, key: bytes) -> DecodedRa
         modality=None,
         photometric=raster.photometric,
         patient_pseudonym=None,
+        burned_in=None,
+        secondary_capture=False,
         deidentified_dicom=None,
         source_metadata=raster.source_metadata,
         sha256=sha256,

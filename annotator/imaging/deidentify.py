@@ -1,17 +1,16 @@
 """De-identification of DICOM data sets and keyed pseudonyms.
 
 Implements the PS3.15 Annex E Basic Application Level Confidentiality Profile for the copy of an
-uploaded DICOM file that Lungmark stores:
+uploaded DICOM file that Lungmark stores, by allow-list:
 
+* Only the attributes that ``basic_profile.ALLOWED`` names are kept, at any depth; everything else
+  goes, known or unknown, public or private (dates, names, free text, device and institution data,
+  overlays, curves, group lengths, private blocks and their creators).
 * Patient ID and Patient's Name become a keyed pseudonym (HMAC-SHA256 of the Patient ID), so the
   same patient gets the same pseudonym across uploads without the original being recoverable
   without the key.
-* The attributes of Table E.1-1 (``basic_profile.py``) are removed or emptied.
-* As a safety net, whatever the table says: every private element, date, time, date-time, age,
-  person name, free text (LT/ST/UT), AE title, URL, curve, overlay, group length and unknown or UN
-  element is removed, at any depth.
-* Every UID except well-known class UIDs (SOP classes, transfer syntaxes, coding schemes) is replaced
-  by a keyed deterministic UID, so references between instances of one study stay consistent.
+* Every instance UID is replaced by a keyed deterministic UID, so references between instances of
+  one study stay consistent; class UIDs are kept when they are well known (SOP classes).
 * The preamble (which can hide a whole TIFF in "dual personality" files) and the file meta group
   are rebuilt from scratch.
 
@@ -38,6 +37,7 @@ from pydicom.uid import (
 )
 
 from annotator.imaging import basic_profile
+from annotator.imaging.basic_profile import Action
 
 PSEUDONYM_PREFIX = "LM-"
 # LO allows 64 characters; this is exactly 64.
@@ -45,30 +45,12 @@ DEIDENTIFICATION_METHOD = "Lungmark: PS3.15 Basic Application Level Confidential
 # PS3.16 CID 7050: "Basic Application Confidentiality Profile".
 _PROFILE_CODE = ("113100", "DCM", "Basic Application Confidentiality Profile")
 
-# UI attributes that name a kind of thing (a SOP class, an encoding), not an instance: kept.
+# UI attributes that name a kind of thing (a SOP class, an encoding), not an instance: the stored
+# copy's class UIDs and its file meta's.
 CLASS_UID_KEYWORDS = frozenset(
-    {
-        "AffectedSOPClassUID",
-        "CodingSchemeUID",
-        "ImplementationClassUID",
-        "MediaStorageSOPClassUID",
-        "OriginalSpecializedSOPClassUID",
-        "ReferencedSOPClassUID",
-        "ReferencedSOPClassUIDInFile",
-        "ReferencedTransferSyntaxUIDInFile",
-        "RelatedGeneralSOPClassUID",
-        "RequestedSOPClassUID",
-        "SOPClassUID",
-        "SOPClassesInStudy",
-        "TransferSyntaxUID",
-    }
+    {keyword for keyword, action in basic_profile.ALLOWED.items() if action == Action.CLASS_UID}
+    | {"MediaStorageSOPClassUID", "TransferSyntaxUID", "ImplementationClassUID"}
 )
-
-# Value representations that are removed wherever they occur, unless the table says otherwise:
-# dates and times (DA/DT/TM), ages (AS), person names (PN), free text (LT/ST/UT: where identifiers
-# hide; nothing needed to display an image is free text), application entity titles (AE: station
-# names), URLs (UR: they embed host names and the original UIDs) and undecodable values (UN).
-_REMOVED_VRS = frozenset({"AE", "AS", "DA", "DT", "LT", "PN", "ST", "TM", "UN", "UR", "UT"})
 
 
 def pseudonym(value: str, key: bytes) -> str:
@@ -129,68 +111,39 @@ def check_key(key: bytes) -> None:
 
 
 def _clean(ds: Dataset, key: bytes) -> None:
-    """Apply the profile to one data set level, recursing into sequence items."""
+    """Keep what the allow-list names at one data set level, recursing into kept sequences."""
     for tag in list(ds.keys()):
         tag = BaseTag(tag)
-        if _removed_by_tag(tag):
-            del ds[tag]
-            continue
         try:
             elem = ds[tag]  # converts a raw element: this is where a malformed value would fail
         except Exception:  # noqa: BLE001 - an element we cannot even read is not kept
             del ds[tag]
             continue
-        action = _action(elem)
-        if action == "remove":
+        # Private elements have no keyword of their own, but a private dictionary may lend one.
+        action = None if tag.is_private else basic_profile.ALLOWED.get(elem.keyword)
+        if action is None:
             del ds[tag]
-        elif action == "empty":
+        elif action == Action.EMPTY:
             elem.value = Sequence() if elem.VR == "SQ" else None
-        elif action == "pseudonym":
+        elif action == Action.PSEUDONYM:
             elem.value = pseudonym(str(elem.value or ""), key) if elem.value else ""
-        elif action == "uid":
-            _replace_uids(elem, key)
-        elif action == "recurse":
+        elif action in (Action.UID, Action.CLASS_UID):
+            _replace_uids(elem, key, keep_known=action == Action.CLASS_UID)
+        elif action == Action.ITEMS:
+            if elem.VR != "SQ":
+                del ds[tag]  # a value where a sequence belongs cannot be filtered item by item
+                continue
             for item in elem.value or ():
                 _clean(item, key)
 
 
-def _removed_by_tag(tag: BaseTag) -> bool:
-    group = tag.group
-    return (
-        tag.is_private
-        or group in (0x0000, 0x0002)  # command and file meta elements do not belong in a data set
-        or tag.element == 0  # group lengths: stale once elements are removed
-        or 0x5000 <= group <= 0x50FF  # curves (retired)
-        or 0x6000 <= group <= 0x60FF  # overlays, including overlay data and comments
-    )
-
-
-def _action(elem: DataElement) -> str:
-    keyword = elem.keyword
-    if not keyword:
-        return "remove"  # not in the data dictionary: nobody can vouch for its content
-    if keyword in basic_profile.CLEAN:
-        return "recurse"
-    if keyword in basic_profile.REMOVE:
-        return "remove"
-    if keyword in basic_profile.EMPTY:
-        return "empty"
-    if keyword == "PatientID":
-        return "pseudonym"
-    if elem.VR in _REMOVED_VRS:
-        return "remove"  # includes PatientName, which the caller sets again at the top level
-    if elem.VR == "UI":
-        return "keep" if keyword in CLASS_UID_KEYWORDS else "uid"
-    if elem.VR == "SQ":
-        return "recurse"
-    return "keep"
-
-
-def _replace_uids(elem: DataElement, key: bytes) -> None:
+def _replace_uids(elem: DataElement, key: bytes, *, keep_known: bool) -> None:
+    """Instance UIDs are always replaced; a class UID is kept only when the standard defines it (a
+    private SOP class UID carries its vendor's or site's root)."""
     if elem.VM == 0:
         return
     values = list(elem.value) if elem.VM > 1 else [elem.value]
-    new = [str(v) if str(v) in UID_dictionary else keyed_uid(str(v), key) for v in values]
+    new = [str(v) if keep_known and str(v) in UID_dictionary else keyed_uid(str(v), key) for v in values]
     elem.value = new if len(new) > 1 else new[0]
 
 

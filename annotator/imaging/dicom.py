@@ -36,6 +36,21 @@ _VIEWS = {
     "LATERAL": "LATERAL",
 }
 _CODE_STRING = re.compile(r"^[A-Z0-9 _]{1,16}$")
+# What ``safe_metadata`` copies into the database: all on the de-identification allow-list.
+_SAFE_CODE_STRINGS = ("Modality", "ViewPosition", "BodyPartExamined", "PhotometricInterpretation")
+_SAFE_INTEGERS = ("BitsStored", "Rows", "Columns")
+SAFE_METADATA_KEYWORDS = (*_SAFE_CODE_STRINGS, *_SAFE_INTEGERS, "PixelSpacing")
+# Secondary Capture SOP classes (PS3.4 B.5): scanned films, screenshots, figures from papers, where
+# text is often part of the pixels.
+SECONDARY_CAPTURE_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.7",
+        "1.2.840.10008.5.1.4.1.1.7.1",
+        "1.2.840.10008.5.1.4.1.1.7.2",
+        "1.2.840.10008.5.1.4.1.1.7.3",
+        "1.2.840.10008.5.1.4.1.1.7.4",
+    }
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,6 +65,8 @@ class DicomImage:
     view: str | None
     modality: str | None
     patient_id: str | None
+    burned_in: bool | None  # Burned In Annotation: YES, NO, or None when absent or unreadable
+    secondary_capture: bool  # a Secondary Capture SOP class, or a Conversion Type is present
     source_metadata: dict[str, Any]
     dataset: Dataset
 
@@ -139,6 +156,8 @@ def decode_dicom(data: bytes, *, max_pixels: int) -> DicomImage:
         view=normalise_view(_get(ds, "ViewPosition")),
         modality=_code_string(_get(ds, "Modality")),
         patient_id=patient_id,
+        burned_in={"YES": True, "NO": False}.get(_code_string(_get(ds, "BurnedInAnnotation")) or ""),
+        secondary_capture=is_secondary_capture(ds),
         source_metadata=safe_metadata(ds, frames=frames),
         dataset=ds,
     )
@@ -163,14 +182,21 @@ def normalise_view(value: object) -> str | None:
     return _VIEWS.get(first)
 
 
+def is_secondary_capture(ds: Dataset) -> bool:
+    """Whether the image was captured from something else (a film, a screen, a figure)."""
+    return str(_get(ds, "SOPClassUID") or "").strip() in SECONDARY_CAPTURE_CLASSES or bool(
+        str(_get(ds, "ConversionType") or "").strip()
+    )
+
+
 def safe_metadata(ds: Dataset, *, frames: int) -> dict[str, Any]:
     """Header fields that describe the image and identify nobody, as JSON-ready values."""
     metadata: dict[str, Any] = {}
-    for keyword in ("Modality", "ViewPosition", "BodyPartExamined", "PhotometricInterpretation"):
+    for keyword in _SAFE_CODE_STRINGS:
         value = _code_string(_get(ds, keyword))
         if value:
             metadata[keyword] = value
-    for keyword in ("BitsStored", "Rows", "Columns"):
+    for keyword in _SAFE_INTEGERS:
         metadata[keyword] = _int(ds, keyword, 0)
     metadata["NumberOfFrames"] = frames
     spacing = _get(ds, "PixelSpacing")

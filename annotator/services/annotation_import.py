@@ -20,6 +20,7 @@ from ..errors import DomainError, InvalidImage, InvalidInput
 from ..geometry import box_validate, coco_bbox_to_box, mask_bbox, mask_crop, polygons_rasterise, sides_from_boxes
 from ..imaging.encode import decode_mask_png, mask_png_bytes
 from ..models import Dataset, FindingRegion, FindingRegionRevision, LungAnnotation, Radiograph
+from ..selectors import radiographs_by_file_name
 from .events import event_record
 
 logger = logging.getLogger(__name__)
@@ -50,8 +51,8 @@ def _section() -> dict:
     return {"images": 0, "unchanged": 0, "unknown_images": [], "errors": []}
 
 
-def _radiographs_by_name(dataset: Dataset) -> dict[str, Radiograph]:
-    return {r.source_name: r for r in Radiograph.objects.filter(dataset=dataset).exclude(state="excluded")}
+def _radiographs_by_name(dataset: Dataset, names) -> dict[str, Radiograph]:
+    return radiographs_by_file_name(dataset=dataset, names=names, include_excluded=False)
 
 
 def _load_json(path: Path) -> dict:
@@ -126,7 +127,7 @@ def _coco_import(*, dataset: Dataset, path: Path, keep, store) -> dict:
         if isinstance(ann, dict) and _key(ann.get("image_id")) in images and keep(ann, categories.get(_key(ann.get("category_id")), "")):
             by_image[ann["image_id"]].append(ann)
     report = _section()
-    radiographs = _radiographs_by_name(dataset)
+    radiographs = _radiographs_by_name(dataset, {images[image_id] for image_id in by_image})
     for image_id, anns in by_image.items():
         name = images[image_id]
         radiograph = radiographs.get(name)
@@ -244,10 +245,10 @@ def findings_import(*, dataset: Dataset, path: Path, actor=None) -> dict:
         raise InvalidInput(f"{path.name} cannot be read: {exc}") from exc
     if rows and not {"file", "label", "mask"} <= set(rows[0].keys()):
         raise InvalidInput(f"{path.name} needs the columns file, label, mask.")
-    radiographs = _radiographs_by_name(dataset)
     by_file: dict = defaultdict(list)
     for row in rows:
         by_file[Path((row.get("file") or "").strip()).name].append(row)
+    radiographs = _radiographs_by_name(dataset, by_file)
     for name, file_rows in by_file.items():
         radiograph = radiographs.get(name)
         if radiograph is None:

@@ -3,6 +3,12 @@
 Each file is checked on its own: a bad one gets a per-file error in the report and the import goes
 on. Files are recognised by content, decoded, de-identified and re-encoded before anything is
 stored under a server-chosen name. Re-importing the same bytes into a dataset adds nothing.
+
+File names often identify a patient (a surname, a record number, the original SOP Instance UID):
+a radiograph is known by its display name, the uploaded name is stored only where
+``settings.KEEP_SOURCE_NAMES`` allows, and a keyed hash of it always is (``source_key``), so
+annotation files that name images still find them. DICOM whose pixels carry burned-in text are
+stored as excluded unless the admin opts in.
 """
 from __future__ import annotations
 
@@ -22,9 +28,9 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from ..constants import Provenance, State, Tri
+from ..constants import ExclusionReason, Provenance, State, Tri
 from ..errors import DomainError, FileTooLarge, InvalidInput
-from ..imaging import decode_radiograph
+from ..imaging import DecodedRadiograph, decode_radiograph
 from ..imaging.encode import png_bytes, preview_bytes
 from ..models import Dataset, ImportJob, Radiograph, Subject
 from .events import event_record
@@ -90,6 +96,27 @@ def _subject_key(source: str, patient_id: str) -> str:
     from ..imaging import pseudonym
 
     return pseudonym(f"{source}:{patient_id}", pseudonym_key())
+
+
+def source_key(name: str) -> str:
+    """Keyed hash of an uploaded file's name: matches annotation files without keeping the name."""
+    from ..imaging import pseudonym
+
+    return pseudonym(f"file:{db_text(Path(name).name)}", pseudonym_key())
+
+
+def burned_in_exclusion(decoded: DecodedRadiograph, *, allow_burned_in: bool) -> str:
+    """The exclusion reason when the pixels may carry burned-in text (a name, a date), else "".
+
+    DICOM says so with Burned In Annotation = YES; a secondary capture (a scanned film, a screenshot)
+    that does not say NO is treated the same where ``BURNED_IN_EXCLUDE_SECONDARY_CAPTURE`` is on.
+    """
+    if allow_burned_in:
+        return ""
+    unknown_capture = decoded.burned_in is None and decoded.secondary_capture
+    if decoded.burned_in or (unknown_capture and settings.BURNED_IN_EXCLUDE_SECONDARY_CAPTURE):
+        return ExclusionReason.BURNED_IN_TEXT
+    return ""
 
 
 def dataset_get_or_create(*, name: str) -> Dataset:
@@ -190,31 +217,39 @@ def radiographs_import(
     actor=None,
     origin: str = "command",
     progress: Callable[[int], None] | None = None,
+    allow_burned_in: bool = False,
 ) -> ImportReport:
-    """Import files into a dataset; returns the report (also stored as an ``ImportJob``)."""
+    """Import files into a dataset; returns the report (also stored as an ``ImportJob``).
+
+    The returned report names each excluded or failed file (the caller sent them); the stored one
+    numbers them instead, unless file names may be kept. ``allow_burned_in`` is the admin's opt-in
+    to import DICOM marked (or presumed) to carry burned-in text into the normal queue.
+    """
     job = ImportJob.objects.create(dataset=dataset, created_by=_user_or_none(actor), origin=origin)
     report = ImportReport(dataset=dataset.name)
     metadata = metadata or {}
-    for source in sources:
+    for position, source in enumerate(sources, start=1):
         name = db_text(source.name)
         try:
-            outcome = radiograph_import_one(dataset=dataset, source=source, meta=metadata.get(source.name), actor=actor)
+            outcome = radiograph_import_one(
+                dataset=dataset, source=source, meta=metadata.get(source.name), actor=actor, allow_burned_in=allow_burned_in
+            )
         except DomainError as exc:
-            report.errors.append({"file": name, "error": db_text(exc.message), "code": exc.code})
+            report.errors.append({"file": name, "position": position, "error": db_text(exc.message), "code": exc.code})
         except Exception as exc:  # an unexpected failure of one file must not stop the import
-            logger.exception("import of %s failed", name)
-            report.errors.append({"file": name, "error": f"internal error: {type(exc).__name__}", "code": "error"})
+            logger.exception("import of file %d failed", position)
+            report.errors.append({"file": name, "position": position, "error": f"internal error: {type(exc).__name__}", "code": "error"})
         else:
             if outcome is None:
                 report.duplicates += 1
             elif outcome.state == State.EXCLUDED:
-                report.excluded.append({"file": name, "reason": outcome.excluded_reason})
+                report.excluded.append({"file": name, "position": position, "id": outcome.id, "reason": outcome.excluded_reason})
             else:
                 report.imported += 1
                 report.radiograph_ids.append(outcome.id)
         if progress:
             progress(1)
-    job.report = report.as_dict()
+    job.report = _report_to_keep(report.as_dict())
     job.status = "done"
     job.finished_at = timezone.now()
     job.save(update_fields=["report", "status", "finished_at"])
@@ -225,11 +260,22 @@ def radiographs_import(
     return report
 
 
+def _report_to_keep(report: dict) -> dict:
+    """The report as stored: files by their position in the import, unless names may be kept."""
+    if settings.KEEP_SOURCE_NAMES:
+        return report
+    for section in ("excluded", "errors"):
+        report[section] = [{**entry, "file": f"file {entry['position']}"} for entry in report[section]]
+    return report
+
+
 def _user_or_none(user):
     return user if getattr(user, "is_authenticated", False) else None
 
 
-def radiograph_import_one(*, dataset: Dataset, source: SourceFile, meta: dict[str, str] | None, actor=None) -> Radiograph | None:
+def radiograph_import_one(
+    *, dataset: Dataset, source: SourceFile, meta: dict[str, str] | None, actor=None, allow_burned_in: bool = False
+) -> Radiograph | None:
     """Import one file. Returns the new radiograph, or None when the same bytes are already there."""
     max_bytes = settings.MAX_UPLOAD_BYTES
     if source.size > max_bytes:
@@ -255,7 +301,7 @@ def radiograph_import_one(*, dataset: Dataset, source: SourceFile, meta: dict[st
     else:
         subject_key = _subject_key("file", sha)  # nothing links it to others: a subject of its own
     labels = labels_from_finding(meta.get("finding")) if meta else UNKNOWN_LABELS
-    exclusion = exclusion_for_view(view)
+    exclusion = exclusion_for_view(view) or burned_in_exclusion(decoded, allow_burned_in=allow_burned_in)
 
     stem = uuid.uuid4().hex
     stored: list[str] = []
@@ -265,7 +311,8 @@ def radiograph_import_one(*, dataset: Dataset, source: SourceFile, meta: dict[st
             radiograph = Radiograph(
                 dataset=dataset,
                 subject=subject,
-                source_name=name[:255],
+                source_name=name[:255] if settings.KEEP_SOURCE_NAMES else "",
+                source_key=source_key(name),
                 sha256=sha,
                 kind=decoded.kind,
                 width=decoded.width,
@@ -279,10 +326,10 @@ def radiograph_import_one(*, dataset: Dataset, source: SourceFile, meta: dict[st
                 excluded_reason=exclusion,
                 source_metadata=_safe_metadata(meta, decoded.source_metadata),
             )
-            for name in ("healthy", "covid", "other_disease"):
-                value = getattr(labels, name)
-                setattr(radiograph, name, value)
-                setattr(radiograph, f"{name}_source", Provenance.METADATA if value != Tri.UNKNOWN else Provenance.NONE)
+            for label in ("healthy", "covid", "other_disease"):
+                value = getattr(labels, label)
+                setattr(radiograph, label, value)
+                setattr(radiograph, f"{label}_source", Provenance.METADATA if value != Tri.UNKNOWN else Provenance.NONE)
             display_png = png_bytes(decoded.display)
             radiograph.display.save(f"{stem}.png", ContentFile(display_png), save=False)
             stored.append(radiograph.display.name)
@@ -301,12 +348,14 @@ def radiograph_import_one(*, dataset: Dataset, source: SourceFile, meta: dict[st
             radiograph.preview_mime = mime
             stored.append(radiograph.preview.name)
             radiograph.save()
+            # Everyone may read a radiograph's history: the file is named by its content hash
+            # (which an admin holding the files can check), never by its name.
             event_record(
                 radiograph=radiograph,
                 actor=actor,
                 action="excluded" if exclusion else "imported",
                 to_state=radiograph.state,
-                data={"file": name, "reason": exclusion} if exclusion else {"file": name},
+                data={"sha256": sha, "reason": exclusion} if exclusion else {"sha256": sha},
             )
     except IntegrityError:
         _remove(stored)

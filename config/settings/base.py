@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_results",
     "django_celery_beat",
     "axes",
@@ -55,11 +56,15 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "annotator.middleware.RefuseNulBytes",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Role and size checks from the headers, before the CSRF check reads a form body.
+    "annotator.middleware.EarlyRefusal",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "annotator.middleware.PageErrors",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -121,13 +126,22 @@ AUTHENTICATION_BACKENDS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
-# AXES_FAILURE_LIMIT: failed logins (per user name and address) before the account is locked.
+# Lockout (annotator/lockout.py): per (user name, address) pair and per address, never per user
+# name alone, so nobody can lock an account's owner out of every address.
+# AXES_FAILURE_LIMIT: failed logins for one user name from one address before that pair is locked.
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+# AXES_ADDRESS_FAILURE_LIMIT: failed logins from one address, any user names, before the address is locked.
+AXES_ADDRESS_FAILURE_LIMIT = env_int("AXES_ADDRESS_FAILURE_LIMIT", 30)
 # AXES_COOLOFF_HOURS: how long a lockout lasts.
 AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_HOURS", 1)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_HANDLER = "annotator.lockout.PairAndAddressLockout"
+AXES_CLIENT_IP_CALLABLE = "annotator.lockout.client_address"
 AXES_RESET_ON_SUCCESS = True
 AXES_ENABLED = env_bool("AXES_ENABLED", True)
+# TRUSTED_PROXY_COUNT: reverse proxies in front of the app that append the client's address to
+# X-Forwarded-For (1 behind deploy/nginx.conf); 0 = the socket's peer is the client.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 
 # --- i18n -------------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -157,6 +171,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 # PSEUDONYM_KEY: keys the pseudonyms of patient identifiers (defaults to one derived from SECRET_KEY).
 PSEUDONYM_KEY = os.environ.get("PSEUDONYM_KEY", "") or f"pseudonym:{SECRET_KEY}"
+# KEEP_SOURCE_NAMES: store uploaded file names and show them to admins (off: names often identify patients).
+KEEP_SOURCE_NAMES = env_bool("KEEP_SOURCE_NAMES", False)
+# BURNED_IN_EXCLUDE_SECONDARY_CAPTURE: exclude DICOM secondary captures that do not say they carry no burned-in text.
+BURNED_IN_EXCLUDE_SECONDARY_CAPTURE = env_bool("BURNED_IN_EXCLUDE_SECONDARY_CAPTURE", True)
 
 # --- workflow ---------------------------------------------------------------------------------
 # LEASE_SECONDS: how long a queue hands a radiograph to one person before it may go to another.
@@ -181,6 +199,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Chest X-ray annotation and review with CMTNet pre-annotation.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its docs need a sign-in (any role, or a token); the docs' assets come from the
+    # app's own static files, as the content security policy allows no other origin.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # One schema name per choice set shared by several fields.
     "ENUM_NAME_OVERRIDES": {

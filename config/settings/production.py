@@ -21,9 +21,13 @@ if not os.environ.get("PSEUDONYM_KEY"):
     PSEUDONYM_KEY = f"pseudonym:{SECRET_KEY}"
 
 DEBUG = env_bool("DEBUG", False)
-# SECURE_SSL_REDIRECT: redirect plain HTTP to HTTPS (off only when the proxy does it).
+# SECURE_SSL_REDIRECT: redirect to HTTPS what really came in as plain HTTP. Behind deploy/nginx.conf
+# nothing does (nginx redirects port 80 itself); a request is HTTPS when nginx says so in
+# X-Forwarded-Proto, which it always sets, replacing the client's.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# TRUSTED_PROXY_COUNT: nginx in front (docker-compose.yml); the login lockout counts the address it appends.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1)
 # SECURE_HSTS_SECONDS: how long browsers must use HTTPS only.
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True

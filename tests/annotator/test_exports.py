@@ -19,6 +19,7 @@ from annotator.constants import SOURCE_FINDING_MAP, SOURCE_LUNG_LABELS, Annotati
 from annotator.errors import Conflict, InvalidInput, NotAllowed, NotFound
 from annotator.geometry import boxes_fill, coco_bbox_to_box, polygons_rasterise
 from annotator.models import AuditLog, Dataset, ExportSnapshot, Radiograph, Subject
+from annotator.selectors import radiographs_by_file_name
 from annotator.services.exports import export_build, export_create, export_verify
 from annotator.services.snapshot_import import snapshot_import
 
@@ -300,7 +301,8 @@ def test_sample_export_holds_every_imported_box_and_mask_pixel_for_pixel(sample_
     _, boxes_root = export(tmp_path, "sample", name="boxes")
     _, outline_root = export(tmp_path, "sample", name="outlines", lung_masks="outlines")
     assert export_verify(boxes_root) == []
-    by_name = {r.source_name: r for r in Radiograph.objects.filter(dataset__name="sample")}
+    every_file = [p.name for folder in ("images", "dicom") for p in (sample_dir / folder).iterdir()]
+    by_name = radiographs_by_file_name(dataset=sample_import["dataset"], names=every_file)
     labels, outline_labels = rows(boxes_root), rows(outline_root)
     assert not {str(r.id) for r in by_name.values() if r.state == State.EXCLUDED} & set(labels)
     split_of(boxes_root)

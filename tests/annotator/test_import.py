@@ -8,15 +8,32 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from django.core.management import call_command
 from PIL import Image
 
 from annotator.constants import State
 from annotator.models import FindingRegion, LungAnnotation, Radiograph, ReviewEvent
+from annotator.imaging.dicom import SECONDARY_CAPTURE_CLASSES
+from annotator.selectors import radiographs_by_file_name
 from annotator.services.imports import SourceFile, dataset_get_or_create, folder_sources, radiographs_import
 
 NON_FRONTAL = {"l", "ll", "lateral", "axial", "coronal"}
+
+
+def _may_carry_burned_in_text(ds) -> bool:
+    """Burned In Annotation YES, or a secondary capture that does not say NO (the default setting)."""
+    said = str(ds.get("BurnedInAnnotation", "")).strip().upper()
+    capture = str(ds.get("SOPClassUID", "")) in SECONDARY_CAPTURE_CLASSES or bool(ds.get("ConversionType"))
+    return said == "YES" or (capture and said != "NO")
+
+
+def _names(dataset, names, radiographs) -> set[str]:
+    """The file names among ``names`` under which ``radiographs`` were imported."""
+    found = radiographs_by_file_name(dataset=dataset, names=names)
+    ids = set(radiographs.values_list("id", flat=True))
+    return {name for name, radiograph in found.items() if radiograph.id in ids}
 
 
 def _expected(sample: Path) -> dict:
@@ -25,7 +42,8 @@ def _expected(sample: Path) -> dict:
     excluded = {r["file"] for r in rows if r["view"].strip().lower() in NON_FRONTAL or r["modality"].strip().upper() == "CT"}
     images = {p.name for p in (sample / "images").iterdir() if p.is_file()}
     dicoms = {p.name for p in (sample / "dicom").iterdir() if p.is_file()}
-    kept = (images - excluded) | dicoms
+    burned_in = {name for name in dicoms if _may_carry_burned_in_text(pydicom.dcmread(sample / "dicom" / name, force=True))}
+    kept = (images - excluded) | (dicoms - burned_in)
 
     def coco_images(name: str, category: str | None) -> set[str]:
         data = json.loads((sample / "annotations" / name).read_text())
@@ -36,7 +54,7 @@ def _expected(sample: Path) -> dict:
     findings = {r["file"] for r in csv.DictReader((sample / "annotations" / "findings.csv").open())} & kept
     return {
         "imported": kept,
-        "excluded": excluded & images,
+        "excluded": (excluded & images) | burned_in,
         "dicom": dicoms,
         "lung_boxes": coco_images("lung_boxes.json", None),
         "lung_polygons": coco_images("lung_polygons.json", "Lung"),
@@ -51,12 +69,14 @@ def test_sample_import_keeps_every_frontal_image_and_excludes_the_rest(sample_im
     assert report.errors == []
     assert report.imported == len(expected["imported"])
     assert {e["file"] for e in report.excluded} == expected["excluded"]
-    assert all(e["reason"] in {"lateral_view", "ct"} for e in report.excluded)
+    assert all(e["reason"] in {"lateral_view", "ct", "burned_in_text"} for e in report.excluded)
     dataset = sample_import["dataset"]
     stored = Radiograph.objects.filter(dataset=dataset)
-    assert set(stored.exclude(state=State.EXCLUDED).values_list("source_name", flat=True)) == expected["imported"]
-    assert set(stored.filter(state=State.EXCLUDED).values_list("source_name", flat=True)) == expected["excluded"]
-    assert set(stored.filter(kind="dicom").values_list("source_name", flat=True)) == expected["dicom"]
+    every = expected["imported"] | expected["excluded"] | expected["dicom"]
+    assert stored.count() == len(every)
+    assert _names(dataset, every, stored.exclude(state=State.EXCLUDED)) == expected["imported"]
+    assert _names(dataset, every, stored.filter(state=State.EXCLUDED)) == expected["excluded"]
+    assert _names(dataset, every, stored.filter(kind="dicom")) == expected["dicom"]
     # Every exclusion is recorded as an event with its reason.
     for radiograph in stored.filter(state=State.EXCLUDED):
         assert ReviewEvent.objects.filter(radiograph=radiograph, action="excluded", data__reason=radiograph.excluded_reason).exists()
@@ -79,8 +99,9 @@ def test_imported_boxes_are_stored_as_accepted_truth_pixel_for_pixel(sample_impo
     names = {i["id"]: i["file_name"] for i in data["images"]}
     cats = {c["id"]: c["name"] for c in data["categories"]}
     checked = 0
+    by_name = radiographs_by_file_name(dataset=sample_import["dataset"], names=names.values())
     for ann in data["annotations"]:
-        radiograph = Radiograph.objects.filter(dataset=sample_import["dataset"], source_name=names[ann["image_id"]]).first()
+        radiograph = by_name.get(names[ann["image_id"]])
         if radiograph is None or radiograph.state == State.EXCLUDED:
             continue
         truth = radiograph.lung_annotations.filter(status="accepted", source="imported").first()
@@ -108,7 +129,8 @@ def test_findings_masks_are_mapped_and_kept(sample_import, sample_dir):
     rows = list(csv.DictReader((sample_dir / "annotations" / "findings.csv").open()))
     ggo = [r for r in rows if r["label"] == "ground_glass_opacity"]
     if ggo:
-        region = FindingRegion.objects.filter(radiograph__source_name=ggo[0]["file"], source_label="ground_glass_opacity").first()
+        radiograph = radiographs_by_file_name(dataset=sample_import["dataset"], names=[ggo[0]["file"]])[ggo[0]["file"]]
+        region = FindingRegion.objects.filter(radiograph=radiograph, source_label="ground_glass_opacity").first()
         assert region.label == "interstitial_shadow" and region.subtype == "ground_glass"
         assert region.status == "accepted" and region.source == "imported"
     unknown = FindingRegion.objects.filter(radiograph__dataset=sample_import["dataset"], label="unknown")
@@ -138,8 +160,10 @@ def test_reimporting_the_same_folder_adds_nothing(sample_import, sample_dir):
 def test_metadata_labels_are_mapped(sample_import, sample_dir):
     rows = {r["file"]: r for r in csv.DictReader((sample_dir / "metadata.csv").open(encoding="utf-8"))}
     seen = set()
-    for radiograph in Radiograph.objects.filter(dataset=sample_import["dataset"], kind__in=["png", "jpeg"]):
-        finding = rows[radiograph.source_name]["finding"].strip()
+    for name, radiograph in radiographs_by_file_name(dataset=sample_import["dataset"], names=rows).items():
+        if radiograph.kind not in ("png", "jpeg"):
+            continue
+        finding = rows[name]["finding"].strip()
         if finding == "COVID-19":
             assert (radiograph.covid, radiograph.healthy) == ("positive", "negative")
             seen.add("covid")
@@ -192,7 +216,8 @@ def test_bad_files_get_clear_errors_and_the_rest_imports(sample_dir, settings):
     assert errors["huge.png"]["code"] == "file_too_large"
     assert all(e["code"] in {"invalid_image", "file_too_large"} and e["error"] for e in report.errors)
     assert report.imported == 2
-    assert set(Radiograph.objects.filter(dataset=dataset).values_list("source_name", flat=True)) == {"good.jpg", "other.png"}
+    stored = Radiograph.objects.filter(dataset=dataset)
+    assert set(radiographs_by_file_name(dataset=dataset, names=[s.name for s in sources])) == {"good.jpg", "other.png"} and stored.count() == 2
 
 
 @pytest.mark.django_db
@@ -235,7 +260,8 @@ def test_upload_endpoint_accepts_files_and_zip(client_for, admin_user, annotator
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["imported"] == 2 and [e["file"] for e in body["errors"]] == ["bad.png"]
-    assert set(Radiograph.objects.filter(dataset__name="uploads", source_name__in=[p.name for p in images[2:]]).values_list("covid", flat=True)) == {"positive"}
+    zipped = radiographs_by_file_name(dataset=dataset_get_or_create(name="uploads"), names=[p.name for p in images[2:]])
+    assert len(zipped) == 2 and {r.covid for r in zipped.values()} == {"positive"}
 
     # Annotators cannot import.
     f = io.BytesIO(images[0].read_bytes())

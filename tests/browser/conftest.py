@@ -123,6 +123,7 @@ def import_sample(transactional_db):
     if not SAMPLE.is_dir():
         pytest.skip("sample data not available")
     from annotator.models import Radiograph
+    from annotator.selectors import radiographs_by_file_name
     from annotator.services.imports import dataset_get_or_create, folder_sources, radiographs_import
 
     def run(*names: str, dataset: str = "sample") -> list:
@@ -131,7 +132,7 @@ def import_sample(transactional_db):
         assert len(chosen) == len(names), f"missing sample files: {set(names) - {s.name for s in chosen}}"
         report = radiographs_import(dataset=dataset_get_or_create(name=dataset), sources=chosen, metadata=metadata)
         assert not report.errors, report.errors
-        by_name = {r.source_name: r for r in Radiograph.objects.filter(source_name__in=names)}
+        by_name = radiographs_by_file_name(dataset=dataset_get_or_create(name=dataset), names=names)
         return [by_name[n] for n in names]
 
     return run

@@ -315,7 +315,7 @@ def test_files_are_recognised_by_content_and_stored_re_encoded_under_a_server_ch
     body = response.json()
     assert body["imported"] == 3 and [e["file"] for e in body["errors"]] == ["x-ray.png"]
     assert "GIF" in body["errors"][0]["error"]
-    stored = {r.source_name: r for r in Radiograph.objects.filter(pk__in=body["radiograph_ids"])}
+    stored = {r.id: r for r in Radiograph.objects.filter(pk__in=body["radiograph_ids"])}
     assert {r.kind for r in stored.values()} == {"png", "dicom"}
     assert_imported_radiographs_are_clean(body["radiograph_ids"])
     for radiograph in stored.values():

@@ -19,15 +19,24 @@ class Command(BaseCommand):
         parser.add_argument("--dataset", required=True)
         parser.add_argument("--report", type=Path, help="Write the JSON report here.")
         parser.add_argument("--no-progress", action="store_true")
+        parser.add_argument(
+            "--allow-burned-in",
+            action="store_true",
+            help="Import DICOM marked (or, for secondary captures, presumed) to carry burned-in text into the normal queue.",
+        )
 
-    def handle(self, *args, folder: Path, dataset: str, report: Path | None, no_progress: bool, **options) -> None:
+    def handle(
+        self, *args, folder: Path, dataset: str, report: Path | None, no_progress: bool, allow_burned_in: bool, **options
+    ) -> None:
         try:
             ds = dataset_get_or_create(name=dataset)
             sources, metadata = folder_sources(folder)
         except DomainError as exc:
             raise CommandError(exc.message) from exc
         with tqdm(total=len(sources), desc="import", unit="file", disable=no_progress) as bar:
-            result = radiographs_import(dataset=ds, sources=sources, metadata=metadata, progress=bar.update).as_dict()
+            result = radiographs_import(
+                dataset=ds, sources=sources, metadata=metadata, progress=bar.update, allow_burned_in=allow_burned_in
+            ).as_dict()
         result.pop("radiograph_ids", None)
         self.stdout.write(
             f"dataset {ds.name}: {result['imported']} imported, {result['duplicates']} duplicates, "

@@ -12,7 +12,7 @@ function renderReport(data) {
     ["Dataset", data.dataset],
     ["Imported", data.imported],
     ["Duplicates (already there)", data.duplicates],
-    ["Excluded (not frontal)", data.excluded.length],
+    ["Excluded (not frontal, burned-in text)", data.excluded.length],
     ["Errors", data.errors.length],
   ];
   const parts = [
@@ -29,6 +29,7 @@ form.addEventListener("submit", async (event) => {
   const files = $("#import-files").files;
   const body = new FormData();
   body.append("dataset", form.elements.dataset.value.trim());
+  if (form.elements.allow_burned_in.checked) body.append("allow_burned_in", "true");
   for (const file of files) body.append(file.name.toLowerCase().endsWith(".zip") && files.length === 1 ? "archive" : "files", file);
   $("#import-submit").disabled = true;
   status.textContent = `Uploading and importing ${files.length} file(s)…`;
