@@ -1,5 +1,10 @@
-"""The vocabulary fixed by the design: workflow states, views, findings, labels and roles."""
+"""The vocabulary fixed by the design: workflow states, views, findings, labels and roles.
+
+The states are named here; what may happen in each (transitions, edits, queues) is ``annotator.workflow``.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from django.db import models
 
@@ -13,10 +18,6 @@ class State(models.TextChoices):
     RETURNED = "returned"
     EXCLUDED = "excluded"
 
-
-# The states each work queue hands out, in the order it hands them out (returned work first).
-ANNOTATE_QUEUE = (State.RETURNED, State.PREANNOTATED, State.IMPORTED)
-REVIEW_QUEUE = (State.IN_REVIEW, State.LUNGS_DONE)
 
 
 class View(models.TextChoices):
@@ -57,17 +58,33 @@ class Provenance(models.TextChoices):
     NONE = "none"
 
 
-class FindingLabel(models.TextChoices):
-    ATELECTASIS = "atelectasis"
-    CONSOLIDATION = "consolidation"
-    INTERSTITIAL_SHADOW = "interstitial_shadow"
-    PNEUMOTHORAX = "pneumothorax"
-    PLEURAL_EFFUSION = "pleural_effusion"
-    PLEURAL_THICKENING = "pleural_thickening"
-    CARDIOMEGALY = "cardiomegaly"
-    LUNG_LESION = "lung_lesion"
-    UNKNOWN = "unknown", "Unknown (flagged)"
+@dataclass(frozen=True)
+class Finding:
+    """One finding label: its value, display name, COCO category id, overlay colour and meaning."""
 
+    label: str
+    name: str
+    coco_id: int
+    colour: str
+    description: str
+
+
+# The findings, one row each: adding a finding is adding a row here. COCO category ids are written
+# in the row, never derived from positions: every export snapshot numbers a label the same way, so
+# a new label takes the next unused id and no existing id ever changes (1 and 2 are the lungs).
+FINDINGS: tuple[Finding, ...] = (
+    Finding("atelectasis", "Atelectasis", 3, "#a78bfa", "Collapsed or incompletely expanded lung."),
+    Finding("consolidation", "Consolidation", 4, "#f87171", "Airspaces filled with fluid, pus or cells: dense opacity."),
+    Finding("interstitial_shadow", "Interstitial Shadow", 5, "#34d399", "Reticular, nodular or ground-glass interstitial opacity."),
+    Finding("pneumothorax", "Pneumothorax", 6, "#60a5fa", "Air in the pleural space."),
+    Finding("pleural_effusion", "Pleural Effusion", 7, "#22d3ee", "Fluid in the pleural space."),
+    Finding("pleural_thickening", "Pleural Thickening", 8, "#fbbf24", "Thickened pleura."),
+    Finding("cardiomegaly", "Cardiomegaly", 9, "#f472b6", "An enlarged cardiac silhouette."),
+    Finding("lung_lesion", "Lung Lesion", 10, "#fb923c", "A nodule, mass or other focal lesion."),
+    Finding("unknown", "Unknown (flagged)", 11, "#9ca3af", "An imported source label outside this list, kept and flagged."),
+)
+FINDINGS_BY_LABEL: dict[str, Finding] = {f.label: f for f in FINDINGS}
+FindingLabel = models.TextChoices("FindingLabel", [(f.label.upper(), (f.label, f.name)) for f in FINDINGS], module=__name__)
 
 # The labels a person may give a region (an unknown label is only ever imported, and flagged).
 FINDING_INPUT_CHOICES = [c for c in FindingLabel.choices if c[0] != FindingLabel.UNKNOWN]
@@ -102,6 +119,30 @@ SOURCE_FINDING_MAP: dict[str, tuple[str, str]] = {
 }
 # Source labels that outline a lung rather than a finding.
 SOURCE_LUNG_LABELS = {"left_lung": "left", "right_lung": "right", "lung": ""}
+# Source labels that outline other anatomy, not a finding: skipped by the findings import.
+SOURCE_ANATOMY_LABELS = {"cardiomediastinum", "heart", "mediastinum", "trachea", "clavicle", "clavicles", "diaphragm", "spine"}
+
+
+class PreannotationStatus(models.TextChoices):
+    """Where a radiograph's pre-annotation stands (attempts and errors are kept beside it)."""
+
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ImportStatus(models.TextChoices):
+    RUNNING = "running"
+    DONE = "done"
+
+
+class ExportStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
 
 
 class RegionStatus(models.TextChoices):

@@ -72,3 +72,12 @@ class Conflict(DomainError):
 
     code = "conflict"
     http_status = 409
+
+
+class LeaseHeld(DomainError):
+    """Someone else holds a live lease on the radiograph: only they may change it until it runs out.
+
+    ``extra`` names the holder (``leased_to``) and carries the current state (``current``)."""
+
+    code = "lease_held"
+    http_status = 409

@@ -13,19 +13,21 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .constants import (
-    ANNOTATE_QUEUE,
-    REVIEW_QUEUE,
     AnnotationSource,
     ExclusionReason,
+    ExportStatus,
     FindingLabel,
+    ImportStatus,
     InterstitialSubtype,
     LungStatus,
+    PreannotationStatus,
     Provenance,
     RegionStatus,
     State,
     Tri,
     View,
 )
+from .workflow import QUEUES
 
 
 class Dataset(models.Model):
@@ -110,7 +112,7 @@ class Radiograph(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     # Pre-annotation bookkeeping (attempts counts worker deaths, so a poison image stops being retried).
-    preannotation_status = models.CharField(max_length=12, default="pending", db_index=True)
+    preannotation_status = models.CharField(max_length=12, choices=PreannotationStatus.choices, default=PreannotationStatus.PENDING, db_index=True)
     preannotation_attempts = models.PositiveSmallIntegerField(default=0)
     preannotation_error = models.TextField(blank=True)
     uncertainty = models.FloatField(null=True, blank=True, db_index=True)
@@ -125,8 +127,8 @@ class Radiograph(models.Model):
             # The queues hand out their oldest free radiograph: each walks an index of its own rows by
             # id rather than the primary key over every radiograph already done (the planner cannot
             # know that done rows gather at the low ids).
-            models.Index(fields=["id"], name="radiograph_annotate_queue", condition=Q(state__in=ANNOTATE_QUEUE)),
-            models.Index(fields=["id"], name="radiograph_review_queue", condition=Q(state__in=REVIEW_QUEUE)),
+            models.Index(fields=["id"], name="radiograph_annotate_queue", condition=Q(state__in=QUEUES["annotate"].states)),
+            models.Index(fields=["id"], name="radiograph_review_queue", condition=Q(state__in=QUEUES["review"].states)),
         ]
 
     def __str__(self) -> str:
@@ -262,7 +264,7 @@ class ImportJob(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="imports")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     origin = models.CharField(max_length=16, default="command")
-    status = models.CharField(max_length=12, default="running")
+    status = models.CharField(max_length=12, choices=ImportStatus.choices, default=ImportStatus.RUNNING)
     report = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -274,7 +276,7 @@ class ExportSnapshot(models.Model):
     datasets = models.ManyToManyField(Dataset, related_name="exports")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     options = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=12, default="pending")
+    status = models.CharField(max_length=12, choices=ExportStatus.choices, default=ExportStatus.PENDING)
     progress = models.FloatField(default=0.0)
     counts = models.JSONField(default=dict, blank=True)
     manifest_sha256 = models.CharField(max_length=64, blank=True)
@@ -301,3 +303,44 @@ class AuditLog(models.Model):
         constraints = [
             models.CheckConstraint(condition=~Q(action=""), name="auditlog_action_not_empty"),
         ]
+
+
+class SuggestionOutcome(models.Model):
+    """What became of one model suggestion once a person decided it: the measure of whether the
+    suggestions are worth accepting (one row per suggestion, rewritten when the decision changes).
+
+    ``lungs``: the annotator's submitted boxes against the model's (IoU per side), and whether the
+    image labels differ from the model's. ``region``: a suggested finding region accepted as it was,
+    edited (Dice of the suggestion to the final mask) or rejected.
+    """
+
+    class Kind(models.TextChoices):
+        LUNGS = "lungs"
+        REGION = "region"
+
+    class Outcome(models.TextChoices):
+        UNCHANGED = "unchanged", "Accepted unchanged"
+        EDITED = "edited"
+        REJECTED = "rejected"
+
+    radiograph = models.ForeignKey(Radiograph, on_delete=models.CASCADE, related_name="suggestion_outcomes")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    region = models.ForeignKey(FindingRegion, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    model_version = models.ForeignKey(
+        "inference.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    right_iou = models.FloatField(null=True, blank=True)
+    left_iou = models.FloatField(null=True, blank=True)
+    labels_changed = models.BooleanField(null=True, blank=True, help_text="Lungs: labels differ from the model's.")
+    dice = models.FloatField(null=True, blank=True, help_text="Region: Dice of the suggested to the final mask.")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    decided_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-decided_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["radiograph"], condition=Q(kind="lungs"), name="one_lung_outcome_per_radiograph"),
+            models.UniqueConstraint(fields=["region"], condition=Q(kind="region"), name="one_outcome_per_region"),
+        ]
+        indexes = [models.Index(fields=["model_version", "kind"])]

@@ -11,6 +11,7 @@ from typing import Callable
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
+from django.urls import reverse
 from rest_framework.permissions import BasePermission
 
 from .constants import Role
@@ -39,11 +40,16 @@ def user_roles(user) -> set[str]:
     return cached
 
 
+def capabilities(user) -> frozenset[str]:
+    """Every action the user's roles allow (the union over their roles)."""
+    roles = user_roles(user) or {"anonymous"}
+    return frozenset().union(*(PERMISSIONS[role] for role in roles))
+
+
 def can(user, action: str) -> bool:
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
-    roles = user_roles(user) or {"anonymous"}
-    return any(action in PERMISSIONS[role] for role in roles)
+    return action in capabilities(user)
 
 
 class HasRole(BasePermission):
@@ -68,7 +74,7 @@ def page_requires(action: str) -> Callable:
         @wraps(view)
         def wrapper(request, *args, **kwargs):
             if not request.user.is_authenticated:
-                return redirect(f"/accounts/login/?next={request.path}")
+                return redirect(f"{reverse('login')}?next={request.path}")
             if not can(request.user, action):
                 raise PermissionDenied("Your role does not allow this page.")
             return view(request, *args, **kwargs)

@@ -5,8 +5,7 @@ from typing import Iterable
 
 from django.db.models import QuerySet
 
-from .constants import State
-
+from .constants import LungStatus, State
 from .errors import NotAllowed, NotFound
 from .models import Dataset, ExportSnapshot, FindingRegion, Radiograph, ReviewEvent
 from .permissions import can
@@ -76,14 +75,13 @@ def lung_annotation_current(radiograph: Radiograph):
 
 def lung_annotation_truth(radiograph: Radiograph):
     """The latest accepted lung annotation (ground truth), or None."""
-    return radiograph.lung_annotations.filter(status="accepted").first()
+    return radiograph.lung_annotations.filter(status=LungStatus.ACCEPTED).first()
 
 
 def prediction_current(radiograph: Radiograph):
-    """The prediction of the active model (or the newest one)."""
-    from inference.models import Prediction
-
-    preds = Prediction.objects.filter(radiograph=radiograph).select_related("model_version")
+    """The prediction of the active model (or the newest one). Read through the reverse relation the
+    inference app's model declares, so the annotator imports nothing of it."""
+    preds = radiograph.predictions.select_related("model_version")
     return preds.filter(model_version__is_active=True).first() or preds.first()
 
 

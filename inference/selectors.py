@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from django.db.models import Count, Q, QuerySet
 
+from annotator.constants import FRONTAL_VIEWS, LungStatus, State, Tri
 from annotator.errors import NotFound
+from annotator.models import Radiograph
 
 from .models import ModelVersion, PreannotationBatch, PreannotationItem, TrainingRun
 
@@ -23,6 +25,44 @@ def model_version_list() -> QuerySet[ModelVersion]:
 
 def model_version_get(*, model_version_id) -> ModelVersion:
     return _get(model_version_list(), model_version_id, "model version")
+
+
+def model_version_active() -> ModelVersion | None:
+    return ModelVersion.objects.filter(is_active=True).first()
+
+
+def model_curves(*, limit: int = 12) -> list[dict]:
+    """The newest model versions' COVID ROC curves for the models page (left out of the API: bulky)."""
+    return [
+        {"id": mv.id, "name": mv.name, "active": mv.is_active, "roc": (mv.metrics or {}).get("covid_roc"), "auc": (mv.metrics or {}).get("covid_auc")}
+        for mv in ModelVersion.objects.order_by("-created_at")[:limit]
+    ]
+
+
+def annotated_count() -> int:
+    """Radiographs a training run learns from: accepted by a radiologist, or with imported (accepted)
+    lung annotations; excluded ones never."""
+    return (
+        Radiograph.objects.exclude(state=State.EXCLUDED)
+        .filter(Q(state=State.ACCEPTED) | Q(lung_annotations__status=LungStatus.ACCEPTED))
+        .values("pk")
+        .distinct()
+        .count()
+    )
+
+
+def training_images_count() -> int:
+    """About how many radiographs an export for training would hold (frontal, not excluded, with
+    accepted lungs, a complete finding set or an image label): what a run's time is estimated on."""
+    labelled = ~Q(healthy=Tri.UNKNOWN) | ~Q(covid=Tri.UNKNOWN) | ~Q(other_disease=Tri.UNKNOWN)
+    return (
+        Radiograph.objects.exclude(state=State.EXCLUDED)
+        .filter(view__in=list(FRONTAL_VIEWS))
+        .filter(Q(lung_annotations__status=LungStatus.ACCEPTED) | Q(findings_complete=True) | labelled)
+        .values("pk")
+        .distinct()
+        .count()
+    )
 
 
 def training_run_list() -> QuerySet[TrainingRun]:

@@ -6,6 +6,7 @@ it is produced, so a snapshot of any size never sits in memory.
 from __future__ import annotations
 
 from django.http import StreamingHttpResponse
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers as s
@@ -36,7 +37,7 @@ class ExportSerializer(s.ModelSerializer):
         return sorted(d.name for d in obj.datasets.all())
 
     def get_download(self, obj: ExportSnapshot) -> str | None:
-        return f"/api/exports/{obj.id}/download/" if obj.status == exports.Status.DONE else None
+        return reverse("api-export-download", args=[obj.id]) if obj.status == exports.Status.DONE else None
 
 
 class ExportCreateSerializer(s.Serializer):

@@ -11,91 +11,20 @@ from rest_framework.views import APIView
 
 from .. import selectors
 from ..services import workflow
-from ..services.regions import region_state
 from . import serializers as ser
 
-# What a save, an exclusion, a return or an acceptance answers (``workflow.annotation_state``),
-# and what a 409 carries as ``current``.
-_STATE_FIELDS = {
-    "id": s.IntegerField(),
-    "version": s.IntegerField(),
-    "state": s.CharField(),
-    "view": s.CharField(),
-    "labels": s.DictField(),
-    "label_sources": s.DictField(),
-    "lungs": s.DictField(),
-    "excluded_reason": s.CharField(allow_blank=True),
-    "return_comment": s.CharField(allow_blank=True),
-}
-StateSchema = inline_serializer("AnnotationState", _STATE_FIELDS)
-# What the workspace opens a radiograph with (``radiograph_payload``).
-DetailSchema = inline_serializer(
-    "RadiographDetail",
-    {
-        **_STATE_FIELDS,
-        "dataset": s.CharField(),
-        "name": s.CharField(),
-        "source_name": s.CharField(allow_blank=True),
-        "kind": s.CharField(),
-        "width": s.IntegerField(),
-        "height": s.IntegerField(),
-        "bit_depth": s.IntegerField(),
-        "window": s.DictField(),
-        "modality": s.CharField(allow_blank=True),
-        "uncertainty": s.FloatField(allow_null=True),
-        "preannotation_status": s.CharField(),
-        "findings_complete": s.BooleanField(),
-        "leased_to": s.CharField(allow_null=True),
-        "image": s.DictField(),
-        "prediction": s.DictField(allow_null=True),
-        "regions": s.ListField(child=s.DictField()),
-    },
-)
+StateSchema = ser.AnnotationStateSerializer
 LeaseSchema = inline_serializer("Lease", {"id": s.IntegerField(), "version": s.IntegerField(), "state": s.CharField()})
 
 
-def radiograph_payload(radiograph, *, user, with_regions: bool = True) -> dict:
-    """What the workspace pages need to open a radiograph, in one response (as ``user`` may see it)."""
-    data = workflow.annotation_state(radiograph)
-    prediction = selectors.prediction_current(radiograph)
-    data.update(
-        dataset=radiograph.dataset.name,
-        name=radiograph.display_name,
-        source_name=ser.file_name_for(user, radiograph),
-        kind=radiograph.kind,
-        width=radiograph.width,
-        height=radiograph.height,
-        bit_depth=radiograph.bit_depth,
-        window={"center": radiograph.window_center, "width": radiograph.window_width},
-        modality=radiograph.modality,
-        uncertainty=radiograph.uncertainty,
-        preannotation_status=radiograph.preannotation_status,
-        findings_complete=radiograph.findings_complete,
-        leased_to=radiograph.leased_to.username if radiograph.lease_holder_id() else None,
-        image={
-            "preview": f"/api/radiographs/{radiograph.id}/image/preview",
-            "display": f"/api/radiographs/{radiograph.id}/image/display",
-            "pixels": f"/api/radiographs/{radiograph.id}/image/pixels" if radiograph.pixels else None,
-            "preview_mime": radiograph.preview_mime,
-        },
-        prediction=(
-            {
-                "model_version": prediction.model_version.name,
-                "healthy": prediction.healthy_prob,
-                "covid": prediction.covid_prob,
-                "other_disease": prediction.other_disease_prob,
-                "uncertainty": prediction.uncertainty,
-                "right": prediction.right_box,
-                "left": prediction.left_box,
-                "created_at": prediction.created_at,
-            }
-            if prediction
-            else None
-        ),
-    )
-    if with_regions:
-        data["regions"] = [region_state(r) | {"mask_url": f"/api/regions/{r.id}/mask.png"} for r in radiograph.regions.all()]
-    return data
+def radiograph_payload(radiograph, *, user) -> dict:
+    """What the workspace pages need to open a radiograph, in one response (with what ``user`` may do now)."""
+    context = {
+        "prediction": selectors.prediction_current(radiograph),
+        "actions": workflow.radiograph_actions(radiograph=radiograph, user=user),
+        "user": user,
+    }
+    return ser.RadiographDetailSerializer(radiograph, context=context).data
 
 
 class DatasetListApi(APIView):
@@ -126,7 +55,7 @@ class RadiographListApi(APIView):
 class RadiographDetailApi(APIView):
     required_action = "view"
 
-    @extend_schema(responses=DetailSchema)
+    @extend_schema(responses=ser.RadiographDetailSerializer)
     def get(self, request, radiograph_id: int):
         radiograph = selectors.radiograph_get(user=request.user, radiograph_id=radiograph_id)
         return Response(radiograph_payload(radiograph, user=request.user))

@@ -1,11 +1,28 @@
 """API representations and input validation."""
 from __future__ import annotations
 
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..constants import FINDING_INPUT_CHOICES, ExclusionReason, InterstitialSubtype, RegionStatus, Tri, View
+from ..constants import (
+    FINDING_INPUT_CHOICES,
+    AnnotationSource,
+    ExclusionReason,
+    InterstitialSubtype,
+    LungStatus,
+    PreannotationStatus,
+    Provenance,
+    RegionStatus,
+    State,
+    Tri,
+    View,
+)
 from ..models import Dataset, FindingRegion, Radiograph, ReviewEvent
 from ..permissions import can
+from ..workflow import ACTIONS
+
+LABEL_FIELDS = ("healthy", "covid", "other_disease")
 
 
 class DatasetSerializer(serializers.ModelSerializer):
@@ -124,3 +141,154 @@ class EventSerializer(serializers.ModelSerializer):
 class QueueInputSerializer(serializers.Serializer):
     dataset = serializers.CharField(required=False, allow_blank=True, max_length=100)
     order = serializers.ChoiceField(choices=["oldest", "uncertainty"], required=False, default="oldest")
+
+
+# ---- the annotation state and the radiograph detail: the answers of the workspace's calls --------------
+class LabelValuesSerializer(serializers.Serializer):
+    healthy = serializers.ChoiceField(choices=Tri.choices)
+    covid = serializers.ChoiceField(choices=Tri.choices)
+    other_disease = serializers.ChoiceField(choices=Tri.choices)
+
+
+class LabelSourcesSerializer(serializers.Serializer):
+    healthy = serializers.ChoiceField(choices=Provenance.choices)
+    covid = serializers.ChoiceField(choices=Provenance.choices)
+    other_disease = serializers.ChoiceField(choices=Provenance.choices)
+
+
+class LungsStateSerializer(serializers.Serializer):
+    """The current lung boxes (patient right and left), or nulls before anyone drew them."""
+
+    right = serializers.ListField(child=serializers.IntegerField(), allow_null=True)
+    left = serializers.ListField(child=serializers.IntegerField(), allow_null=True)
+    status = serializers.ChoiceField(choices=LungStatus.choices, allow_null=True)
+    source = serializers.ChoiceField(choices=AnnotationSource.choices, allow_null=True)
+    version = serializers.IntegerField(allow_null=True)
+
+
+class AnnotationStateSerializer(serializers.Serializer):
+    """The image-level annotation as clients see it: what a save, an exclusion, a return or an
+    acceptance answers, and what a 409 carries as ``current``. The current lung annotation may be
+    given as ``context["lungs"]`` (read from the radiograph otherwise)."""
+
+    id = serializers.IntegerField()
+    version = serializers.IntegerField()
+    state = serializers.ChoiceField(choices=State.choices)
+    view = serializers.ChoiceField(choices=View.choices)
+    labels = serializers.SerializerMethodField()
+    label_sources = serializers.SerializerMethodField()
+    lungs = serializers.SerializerMethodField()
+    excluded_reason = serializers.CharField(allow_blank=True)
+    return_comment = serializers.CharField(allow_blank=True)
+
+    @extend_schema_field(LabelValuesSerializer)
+    def get_labels(self, radiograph: Radiograph) -> dict:
+        return {name: getattr(radiograph, name) for name in LABEL_FIELDS}
+
+    @extend_schema_field(LabelSourcesSerializer)
+    def get_label_sources(self, radiograph: Radiograph) -> dict:
+        return {name: getattr(radiograph, f"{name}_source") for name in LABEL_FIELDS}
+
+    @extend_schema_field(LungsStateSerializer)
+    def get_lungs(self, radiograph: Radiograph) -> dict:
+        lungs = self.context["lungs"] if "lungs" in self.context else radiograph.lung_annotations.first()
+        return {
+            "right": lungs.right_box if lungs else None,
+            "left": lungs.left_box if lungs else None,
+            "status": lungs.status if lungs else None,
+            "source": lungs.source if lungs else None,
+            "version": lungs.version if lungs else None,
+        }
+
+
+class ImageUrlsSerializer(serializers.Serializer):
+    preview = serializers.CharField()
+    display = serializers.CharField()
+    pixels = serializers.CharField(allow_null=True)
+    preview_mime = serializers.CharField()
+
+
+class PredictionSummarySerializer(serializers.Serializer):
+    model_version = serializers.CharField(source="model_version.name")
+    healthy = serializers.FloatField(source="healthy_prob", allow_null=True)
+    covid = serializers.FloatField(source="covid_prob", allow_null=True)
+    other_disease = serializers.FloatField(source="other_disease_prob", allow_null=True)
+    uncertainty = serializers.FloatField(allow_null=True)
+    right = serializers.ListField(source="right_box", child=serializers.IntegerField(), allow_null=True)
+    left = serializers.ListField(source="left_box", child=serializers.IntegerField(), allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class RegionStateSerializer(serializers.ModelSerializer):
+    """A region as the workspace draws it, with the URL of its mask."""
+
+    mask_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = FindingRegion
+        fields = [
+            "id", "version", "label", "subtype", "description", "status", "source", "confidence",
+            "bbox", "area", "flagged", "source_label", "mask_url",
+        ]
+
+    def get_mask_url(self, region: FindingRegion) -> str:
+        return reverse("api-region-mask", args=[region.id])
+
+
+class RadiographDetailSerializer(AnnotationStateSerializer):
+    """What the workspace opens a radiograph with, in one answer. ``context``: ``user`` (who asks),
+    ``prediction`` (the current one, or None), ``actions`` (what the user may do now)."""
+
+    dataset = serializers.CharField(source="dataset.name")
+    name = serializers.CharField(source="display_name")
+    source_name = serializers.SerializerMethodField(help_text="The uploaded file name: admins only, where kept; else empty.")
+    kind = serializers.CharField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    bit_depth = serializers.IntegerField()
+    window = serializers.SerializerMethodField()
+    modality = serializers.CharField(allow_blank=True)
+    uncertainty = serializers.FloatField(allow_null=True)
+    preannotation_status = serializers.ChoiceField(choices=PreannotationStatus.choices)
+    findings_complete = serializers.BooleanField()
+    leased_to = serializers.SerializerMethodField(help_text="Who holds a live lease on it (has it open), or null.")
+    editable = serializers.SerializerMethodField(help_text="Whether you may change its lung boxes and labels now.")
+    actions = serializers.SerializerMethodField(help_text="The workflow actions you may take on it now.")
+    image = serializers.SerializerMethodField()
+    prediction = serializers.SerializerMethodField()
+    regions = RegionStateSerializer(many=True, source="regions.all")
+
+    @extend_schema_field(serializers.CharField(allow_blank=True))
+    def get_source_name(self, radiograph: Radiograph) -> str:
+        return file_name_for(self.context["user"], radiograph)
+
+    @extend_schema_field(serializers.DictField(child=serializers.FloatField(allow_null=True)))
+    def get_window(self, radiograph: Radiograph) -> dict:
+        return {"center": radiograph.window_center, "width": radiograph.window_width}
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_leased_to(self, radiograph: Radiograph) -> str | None:
+        return radiograph.leased_to.get_username() if radiograph.lease_holder_id() else None
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_editable(self, radiograph: Radiograph) -> bool:
+        return "save" in self.context["actions"]
+
+    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=ACTIONS)))
+    def get_actions(self, radiograph: Radiograph) -> list[str]:
+        return list(self.context["actions"])
+
+    @extend_schema_field(ImageUrlsSerializer)
+    def get_image(self, radiograph: Radiograph) -> dict:
+        image = lambda kind: reverse("api-image", args=[radiograph.id, kind])  # noqa: E731
+        return {
+            "preview": image("preview"),
+            "display": image("display"),
+            "pixels": image("pixels") if radiograph.pixels else None,
+            "preview_mime": radiograph.preview_mime,
+        }
+
+    @extend_schema_field(PredictionSummarySerializer(allow_null=True))
+    def get_prediction(self, radiograph: Radiograph) -> dict | None:
+        prediction = self.context.get("prediction")
+        return PredictionSummarySerializer(prediction).data if prediction is not None else None

@@ -14,16 +14,18 @@ def event_record(
     from_state: str = "",
     to_state: str = "",
     model_version=None,
+    model_version_id: int | None = None,
     data: dict[str, Any] | None = None,
 ) -> ReviewEvent:
-    """Append one event: who did what to which radiograph, under which model version."""
+    """Append one event: who did what to which radiograph, under which model version (the object,
+    or its id where the caller has only that)."""
     return ReviewEvent.objects.create(
         radiograph=radiograph,
         actor=actor if getattr(actor, "is_authenticated", False) else None,
         action=action,
         from_state=from_state,
         to_state=to_state,
-        model_version=model_version,
+        model_version_id=model_version.pk if model_version is not None else model_version_id,
         data=data or {},
     )
 

@@ -22,23 +22,13 @@ from PIL import Image
 # The format and labels.csv columns are the training reader's: one definition of the contract.
 from training.export import EXPORT_FORMAT, LABEL_COLUMNS
 
+from ..constants import FINDINGS
 from ..errors import InvalidImage
 
 
 # COCO category ids are fixed so that every snapshot numbers them the same way.
 LUNG_CATEGORIES = {"right": (1, "Right Lung"), "left": (2, "Left Lung")}
-FINDING_CATEGORY_NAMES = (
-    "atelectasis",
-    "consolidation",
-    "interstitial_shadow",
-    "pneumothorax",
-    "pleural_effusion",
-    "pleural_thickening",
-    "cardiomegaly",
-    "lung_lesion",
-    "unknown",
-)
-FINDING_CATEGORIES = {name: 3 + i for i, name in enumerate(FINDING_CATEGORY_NAMES)}
+FINDING_CATEGORIES = {f.label: f.coco_id for f in FINDINGS}  # (the ids are written in the findings table)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # The only chunks a grayscale PNG needs; text, time, EXIF and colour-profile chunks are dropped

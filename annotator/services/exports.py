@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from ..constants import ExportStatus
 from ..errors import Conflict, DomainError, InvalidInput, InvalidTransition, NotAllowed, NotFound
 from ..models import Dataset, ExportSnapshot
 from ..permissions import can
@@ -33,11 +34,7 @@ LUNG_MASK_KINDS = ("boxes", "outlines")
 DEFAULT_OPTIONS: dict[str, Any] = {"lung_masks": "boxes", "reviewed_only": False, "seed": 0}
 
 
-class Status:
-    PENDING = "pending"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
+Status = ExportStatus  # (the name the export code and its callers use)
 
 
 # --- requests --------------------------------------------------------------------------------------

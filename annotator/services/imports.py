@@ -28,8 +28,9 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from ..constants import ExclusionReason, Provenance, State, Tri
+from ..constants import ExclusionReason, ImportStatus, Provenance, State, Tri
 from ..errors import DomainError, FileTooLarge, InvalidInput
+from ..hooks import PREANNOTATE, hook_call
 from ..imaging import DecodedRadiograph, decode_radiograph
 from ..imaging.encode import png_bytes, preview_bytes
 from ..models import Dataset, ImportJob, Radiograph, Subject
@@ -250,13 +251,11 @@ def radiographs_import(
         if progress:
             progress(1)
     job.report = _report_to_keep(report.as_dict())
-    job.status = "done"
+    job.status = ImportStatus.DONE
     job.finished_at = timezone.now()
     job.save(update_fields=["report", "status", "finished_at"])
     if report.radiograph_ids:
-        from inference.services import preannotation_request
-
-        preannotation_request(radiograph_ids=report.radiograph_ids)
+        hook_call(PREANNOTATE, radiograph_ids=report.radiograph_ids)
     return report
 
 

@@ -1,7 +1,9 @@
 """Finding regions under review: accept, reject, edit (new mask or label) and add.
 
-Each region has its own ``version``; every save appends a revision, so the model's suggestion, each
-edit and the final mask are all kept.
+Each region has its own ``version``; every save appends a revision (``region_revision``, also used
+for the model's suggestions), so the model's suggestion, each edit and the final mask are all kept.
+A region is changed only in the states where ``annotator.workflow`` allows ``edit_regions``, and only
+while no colleague holds the radiograph's lease (a change renews the author's own lease).
 """
 from __future__ import annotations
 
@@ -13,15 +15,16 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from ..constants import AnnotationSource, FindingLabel, InterstitialSubtype, RegionStatus, State
-from ..errors import InvalidImage, InvalidInput, InvalidTransition, NotAllowed, NotFound, StaleVersion, VersionRequired
+from ..constants import AnnotationSource, FindingLabel, InterstitialSubtype, RegionStatus
+from ..errors import InvalidImage, InvalidInput, LeaseHeld, NotAllowed, NotFound, StaleVersion, VersionRequired
 from ..geometry import box_validate, mask_crop
 from ..imaging.encode import decode_mask_png, mask_png_bytes
 from ..models import FindingRegion, FindingRegionRevision, Radiograph
 from ..permissions import can
 from .events import event_record
+from .suggestion_metrics import suggestion_outcome_region_record
+from .workflow import lease_check
 
-REVIEWABLE = {State.IMPORTED, State.PREANNOTATED, State.LUNGS_DONE, State.IN_REVIEW, State.RETURNED}
 MAX_DESCRIPTION = 4000
 
 
@@ -77,9 +80,28 @@ def mask_from_payload(*, radiograph: Radiograph, bbox: Any, mask_png_b64: Any) -
     return tight, mask_png_bytes(crop), int(crop.sum())
 
 
-def _check_open(radiograph: Radiograph) -> None:
-    if radiograph.state not in REVIEWABLE:
-        raise InvalidTransition(f"The regions of a radiograph that is {radiograph.state} cannot be changed.")
+def region_revision(region: FindingRegion, *, author=None) -> FindingRegionRevision:
+    """The revision row that records a region as it now stands (unsaved: callers create or bulk-create it)."""
+    return FindingRegionRevision(
+        region=region,
+        version=region.version,
+        label=region.label,
+        subtype=region.subtype,
+        description=region.description,
+        status=region.status,
+        bbox=region.bbox,
+        mask_png=region.mask_png,
+        author=author if getattr(author, "is_authenticated", False) else None,
+    )
+
+
+def _raise_if_stale(region: FindingRegion, *, version: int) -> None:
+    current = FindingRegion.objects.filter(pk=region.pk).first()
+    if current is None or current.version != version:
+        raise StaleVersion(
+            "Someone else changed this region after you opened it. Reload to see it; your edit was not saved.",
+            extra={"current": region_state(current) if current else None},
+        )
 
 
 def _revise(region: FindingRegion, *, user, version: Any, changes: dict[str, Any], action: str) -> FindingRegion:
@@ -89,29 +111,20 @@ def _revise(region: FindingRegion, *, user, version: Any, changes: dict[str, Any
         version = int(version)
     except (TypeError, ValueError):
         raise InvalidInput("'version' must be an integer.") from None
-    _check_open(region.radiograph)
     with transaction.atomic():
+        try:
+            lease_check(radiograph_id=region.radiograph_id, user=user, action="edit_regions")
+        except LeaseHeld:
+            # As for the radiograph's own saves: a stale version is the first thing to know (reload).
+            _raise_if_stale(region, version=version)
+            raise
         updated = FindingRegion.objects.filter(pk=region.pk, version=version).update(
             version=F("version") + 1, updated_at=timezone.now(), author=user, **changes
         )
         if not updated:
-            current = FindingRegion.objects.filter(pk=region.pk).first()
-            raise StaleVersion(
-                "Someone else changed this region after you opened it. Reload to see it; your edit was not saved.",
-                extra={"current": region_state(current) if current else None},
-            )
+            _raise_if_stale(region, version=version)
         region = FindingRegion.objects.select_related("radiograph").get(pk=region.pk)
-        FindingRegionRevision.objects.create(
-            region=region,
-            version=region.version,
-            label=region.label,
-            subtype=region.subtype,
-            description=region.description,
-            status=region.status,
-            bbox=region.bbox,
-            mask_png=region.mask_png,
-            author=user,
-        )
+        region_revision(region, author=user).save()
         event_record(
             radiograph=region.radiograph,
             actor=user,
@@ -119,6 +132,7 @@ def _revise(region: FindingRegion, *, user, version: Any, changes: dict[str, Any
             data={"region": region.id, "version": region.version, "label": region.label, "status": region.status},
             model_version=region.prediction.model_version if region.prediction_id else None,
         )
+        suggestion_outcome_region_record(region=region, user=user)
     return region
 
 
@@ -168,10 +182,10 @@ def region_add(
     """A radiologist adds a region the model missed; it is accepted."""
     if not can(user, "review"):
         raise NotAllowed("Only radiologists add regions.")
-    _check_open(radiograph)
     label, subtype = _validate_label(label, subtype)
     tight, png, area = mask_from_payload(radiograph=radiograph, bbox=bbox, mask_png_b64=mask)
     with transaction.atomic():
+        lease_check(radiograph_id=radiograph.pk, user=user, action="edit_regions")
         region = FindingRegion.objects.create(
             radiograph=radiograph,
             label=label,
@@ -184,9 +198,7 @@ def region_add(
             area=area,
             author=user,
         )
-        FindingRegionRevision.objects.create(
-            region=region, version=1, label=label, subtype=subtype, description=region.description, status=region.status, bbox=tight, mask_png=png, author=user
-        )
+        region_revision(region, author=user).save()
         event_record(radiograph=radiograph, actor=user, action="region_added", data={"region": region.id, "label": label})
     return region
 

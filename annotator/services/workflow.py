@@ -1,8 +1,12 @@
 """The annotation and review workflow: leases, saves with optimistic locking, state changes.
 
-States: imported → preannotated → lungs_done → in_review → accepted, or returned (to the annotator,
-with a comment), or excluded (with a reason). The radiograph's ``version`` guards image-level work:
-a save names the version it started from; a stale one is refused with the current state.
+The rules (which step goes from which state to which, for whom, and what it does to the lease) are
+the table in ``annotator.workflow``; ``transition_apply`` is the one function that changes a
+radiograph's workflow row by them. It checks, in one UPDATE, that the change is based on the current
+``version``, that the table allows the step from the current state to the user's capabilities, and
+that nobody else holds a live lease; then it records the event. A refused change is explained: a
+stale version (409 with the current state), a step the state does not allow (409), or a colleague's
+lease (409 naming them).
 """
 from __future__ import annotations
 
@@ -11,99 +15,170 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from ..constants import ANNOTATE_QUEUE, REVIEW_QUEUE, AnnotationSource, ExclusionReason, LungStatus, Provenance, RegionStatus, Role, State, Tri, View
-from ..errors import Conflict, InvalidInput, InvalidTransition, NotAllowed, NotFound, StaleVersion, VersionRequired
+from .. import workflow
+from ..apis.serializers import AnnotationStateSerializer
+from ..constants import AnnotationSource, ExclusionReason, LungStatus, Provenance, RegionStatus, State, Tri, View
+from ..errors import DomainError, InvalidInput, InvalidTransition, LeaseHeld, NotAllowed, NotFound, StaleVersion, VersionRequired
 from ..geometry import box_validate
 from ..models import LungAnnotation, Radiograph, ReviewEvent
-from ..permissions import can, user_roles
+from ..permissions import can, capabilities
 from .events import event_record
+from .suggestion_metrics import suggestion_outcome_lungs_record
 
-# States in which each role may change the lung boxes and labels.
-EDITABLE = {
-    Role.ANNOTATOR: {State.IMPORTED, State.PREANNOTATED, State.RETURNED, State.LUNGS_DONE},
-    Role.RADIOLOGIST: {State.IMPORTED, State.PREANNOTATED, State.RETURNED, State.LUNGS_DONE, State.IN_REVIEW},
-    Role.ADMIN: {State.IMPORTED, State.PREANNOTATED, State.RETURNED, State.LUNGS_DONE, State.IN_REVIEW},
-}
 LABEL_FIELDS = ("healthy", "covid", "other_disease")
 
 
 def annotation_state(radiograph: Radiograph, lungs: LungAnnotation | None = None) -> dict[str, Any]:
     """The image-level annotation as clients see it (also sent back with a 409)."""
-    if lungs is None:
-        lungs = radiograph.lung_annotations.first()
-    return {
-        "id": radiograph.id,
-        "version": radiograph.version,
-        "state": radiograph.state,
-        "view": radiograph.view,
-        "labels": {name: getattr(radiograph, name) for name in LABEL_FIELDS},
-        "label_sources": {name: getattr(radiograph, f"{name}_source") for name in LABEL_FIELDS},
-        "lungs": {
-            "right": lungs.right_box if lungs else None,
-            "left": lungs.left_box if lungs else None,
-            "status": lungs.status if lungs else None,
-            "source": lungs.source if lungs else None,
-            "version": lungs.version if lungs else None,
-        },
-        "excluded_reason": radiograph.excluded_reason,
-        "return_comment": radiograph.return_comment,
-    }
+    context = {"lungs": lungs} if lungs is not None else {}
+    return AnnotationStateSerializer(radiograph, context=context).data
 
 
-def _editable_states(user) -> set[str]:
-    states: set[str] = set()
-    for role in user_roles(user):
-        states |= EDITABLE.get(role, set())
-    return states
+def radiograph_actions(*, radiograph: Radiograph, user, now=None) -> list[str]:
+    """The workflow actions ``user`` may take on ``radiograph`` now: those the table allows their
+    capabilities in its state, none while a colleague holds a live lease on it."""
+    if radiograph.lease_holder_id(now) not in (None, user.pk):
+        return []
+    return workflow.actions_for(state=radiograph.state, capabilities=capabilities(user))
+
+
+def _capable(user, capability: str) -> bool:
+    if user is None:
+        return capability == workflow.SYSTEM
+    return capability != workflow.SYSTEM and can(user, capability)
 
 
 def _role_source(user) -> str:
     return Provenance.RADIOLOGIST if can(user, "review") else Provenance.ANNOTATOR
 
 
-def _claim(
-    *, radiograph_id: int, user, version: int | None, states, changes: dict[str, Any], loaded: Radiograph | None = None
-) -> Radiograph:
-    """Bump the version of a radiograph in one of ``states`` if it is still at ``version``.
-
-    One UPDATE decides: either this save is based on the current version, or nothing changes and
-    the caller learns why (stale version, or a state that does not allow it). ``loaded`` is the row
-    as the caller read it in this transaction: when the UPDATE succeeds it was at ``version``, so
-    applying ``changes`` to it gives the stored row without reading it again (a save's hot path).
-    """
+def _version_int(version: Any) -> int:
     if version is None:
         raise VersionRequired("Send the version your edit is based on ('version').")
     try:
-        version = int(version)
+        return int(version)
     except (TypeError, ValueError):
         raise InvalidInput("'version' must be an integer.") from None
-    now = timezone.now()
-    updated = Radiograph.objects.filter(pk=radiograph_id, version=version, state__in=list(states)).update(
-        version=F("version") + 1, updated_at=now, **changes
+
+
+def _lease_free_or_held_by(user, now) -> Q:
+    """Rows nobody holds a live lease on, or that ``user`` holds (an expired lease holds nothing)."""
+    return Q(leased_to__isnull=True) | Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now) | Q(leased_to=user)
+
+
+def lease_held_error(radiograph: Radiograph) -> LeaseHeld:
+    """The refusal for a change to a radiograph that a colleague holds (their name in the message)."""
+    holder = radiograph.leased_to.get_username() if radiograph.leased_to_id else "someone else"
+    return LeaseHeld(
+        f"{holder} holds this radiograph (they have it open): it cannot be changed by anyone else until "
+        "they finish or their lease runs out. Your change was not saved.",
+        extra={"leased_to": holder, "lease_expires_at": radiograph.lease_expires_at, "current": annotation_state(radiograph)},
     )
-    if updated and loaded is not None and loaded.version == version:
-        for name, value in changes.items():
-            setattr(loaded, name, value)
-        loaded.version, loaded.updated_at = version + 1, now
-        return loaded
-    radiograph = Radiograph.objects.filter(pk=radiograph_id).first()
-    if radiograph is None:
-        raise NotFound("No such radiograph.")
-    if not updated:
-        if radiograph.version != version:
-            raise StaleVersion(
-                "Someone else saved this radiograph after you opened it. Reload to see their changes; "
-                "your edit was not saved.",
-                extra={"current": annotation_state(radiograph)},
-            )
-        raise InvalidTransition(
-            f"A radiograph that is {radiograph.state} cannot be changed this way by your role.",
-            extra={"current": annotation_state(radiograph)},
+
+
+def _refusal(*, radiograph_id: int, user, version: int, action: str) -> DomainError:
+    """Why a change to a radiograph was refused, as read after the refused UPDATE."""
+    current = Radiograph.objects.select_related("leased_to").filter(pk=radiograph_id).first()
+    if current is None:
+        return NotFound("No such radiograph.")
+    if current.version != version:
+        return StaleVersion(
+            "Someone else saved this radiograph after you opened it. Reload to see their changes; "
+            "your edit was not saved.",
+            extra={"current": annotation_state(current)},
         )
-    return radiograph
+    rule = workflow.step(action, current.state)
+    if rule is None or not _capable(user, rule.capability):
+        return InvalidTransition(
+            f"A radiograph that is {current.state.replace('_', ' ')} cannot be changed this way by your role.",
+            extra={"current": annotation_state(current)},
+        )
+    if user is not None and current.lease_holder_id() not in (None, user.pk):
+        return lease_held_error(current)
+    return StaleVersion("This radiograph changed meanwhile: reload it.", extra={"current": annotation_state(current)})
+
+
+def transition_apply(
+    *,
+    radiograph_id: int,
+    user,
+    action: str,
+    version: Any,
+    changes: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    loaded: Radiograph | None = None,
+    model_version_id: int | None = None,
+) -> Radiograph:
+    """Take the workflow step ``action`` (``annotator.workflow.TRANSITIONS``) on a radiograph, with
+    ``changes`` to its other fields, and record the event; ``user`` None is the pre-annotation worker.
+
+    One UPDATE decides: it applies only to the radiograph at ``version``, in the state the step was
+    looked up from, not held by a colleague. ``loaded`` is the row as the caller read it in this
+    transaction (read here when not given): when the UPDATE succeeds it was at ``version``, so applying
+    the changes to it gives the stored row without reading it again (a save's hot path).
+    """
+    expected = _version_int(version)
+    if loaded is None:
+        loaded = Radiograph.objects.filter(pk=radiograph_id).first()
+        if loaded is None:
+            raise NotFound("No such radiograph.")
+    source = loaded.state
+    rule = workflow.step(action, source)
+    if rule is None or not _capable(user, rule.capability) or loaded.version != expected:
+        raise _refusal(radiograph_id=radiograph_id, user=user, version=expected, action=action)
+    now = timezone.now()
+    changes = {**(changes or {}), "state": rule.target}
+    if rule.lease == "take":
+        changes.update(leased_to=user, lease_expires_at=now + timedelta(seconds=settings.LEASE_SECONDS))
+    elif rule.lease == "renew":
+        changes["lease_expires_at"] = Case(When(leased_to=user, then=Value(now + timedelta(seconds=settings.LEASE_SECONDS))), default=F("lease_expires_at"))
+    elif rule.lease == "release":
+        changes.update(leased_to=None, lease_expires_at=None)
+    rows = Radiograph.objects.filter(pk=radiograph_id, version=expected, state=source)
+    if user is not None:
+        rows = rows.filter(_lease_free_or_held_by(user, now))
+    if not rows.update(version=F("version") + 1, updated_at=now, **changes):
+        raise _refusal(radiograph_id=radiograph_id, user=user, version=expected, action=action)
+    for name, value in changes.items():
+        if not hasattr(value, "resolve_expression"):
+            setattr(loaded, name, value)
+    loaded.version, loaded.updated_at = expected + 1, now
+    event_record(
+        radiograph=loaded,
+        actor=user,
+        action=rule.event,
+        from_state=source,
+        to_state=rule.target,
+        model_version_id=model_version_id,
+        data={"version": loaded.version, **(data or {})},
+    )
+    return loaded
+
+
+def lease_check(*, radiograph_id: int, user, action: str) -> None:
+    """Before changing what belongs to a radiograph (its regions): refused unless the table allows
+    ``action`` to the user in its state and no colleague holds a live lease on it. The user's own
+    lease is renewed (a free radiograph stays free: deciding a region does not take it from the queue).
+    The UPDATE also locks the row, so concurrent changes to one radiograph's regions queue up here."""
+    now = timezone.now()
+    states = workflow.sources(action, capabilities=capabilities(user))
+    until = now + timedelta(seconds=settings.LEASE_SECONDS)
+    allowed = (
+        Radiograph.objects.filter(pk=radiograph_id, state__in=states)
+        .filter(_lease_free_or_held_by(user, now))
+        .update(lease_expires_at=Case(When(leased_to=user, then=Value(until)), default=F("lease_expires_at")))
+    )
+    if allowed:
+        return
+    current = Radiograph.objects.select_related("leased_to").filter(pk=radiograph_id).first()
+    if current is None:
+        raise NotFound("No such radiograph.")
+    if current.state not in states:
+        raise InvalidTransition(f"The regions of a radiograph that is {current.state.replace('_', ' ')} cannot be changed.")
+    raise lease_held_error(current)
 
 
 def _labels_changes(labels: dict[str, Any] | None, *, user) -> dict[str, Any]:
@@ -133,52 +208,51 @@ def annotation_save(
     view: str | None = None,
     submit: bool = False,
 ) -> tuple[Radiograph, LungAnnotation | None]:
-    """Save the annotator's work (lung boxes, image labels, view); ``submit`` sends it to review."""
+    """Save the annotator's work (lung boxes, image labels, view); ``submit`` sends it to review.
+
+    A save holds the radiograph for its author (renewing their lease); a submit gives it back.
+    """
     if not can(user, "annotate"):
         raise NotAllowed("Your role does not allow annotating.")
-    states = _editable_states(user)
     changes = _labels_changes(labels, user=user)
     if view is not None:
         if view not in View.values or view in (View.LATERAL, View.CT):
             raise InvalidInput("'view' must be a frontal view (PA, AP, AP_SUPINE, UNKNOWN); exclude other views.")
         changes["view"] = view
-    now = timezone.now()
     with transaction.atomic():
         loaded = Radiograph.objects.filter(pk=radiograph_id).first()
         if loaded is None:
             raise NotFound("No such radiograph.")
-        current = {"width": loaded.width, "height": loaded.height, "state": loaded.state}
+        before = loaded.state
         boxes = {
-            "right": box_validate(right, width=current["width"], height=current["height"], name="right") if right is not None else None,
-            "left": box_validate(left, width=current["width"], height=current["height"], name="left") if left is not None else None,
+            "right": box_validate(right, width=loaded.width, height=loaded.height, name="right") if right is not None else None,
+            "left": box_validate(left, width=loaded.width, height=loaded.height, name="left") if left is not None else None,
         }
         if submit and (boxes["right"] is None or boxes["left"] is None):
             raise InvalidInput("Draw both lung boxes (patient right and left) before submitting.")
         if submit:
-            if current["state"] == State.IN_REVIEW:
-                raise InvalidTransition("This radiograph is already in review.")
-            changes.update(state=State.LUNGS_DONE, annotated_by=user, leased_to=None, lease_expires_at=None, return_comment="")
-        else:
-            changes.update(leased_to=user, lease_expires_at=now + timedelta(seconds=settings.LEASE_SECONDS))
-        radiograph = _claim(radiograph_id=radiograph_id, user=user, version=version, states=states, changes=changes, loaded=loaded)
+            changes.update(annotated_by=user, return_comment="")
+        radiograph = transition_apply(
+            radiograph_id=radiograph_id,
+            user=user,
+            action="submit" if submit else "save",
+            version=version,
+            changes=changes,
+            loaded=loaded,
+            data={"right": boxes["right"], "left": boxes["left"], **({"labels": labels} if labels else {})},
+        )
         lungs = LungAnnotation.objects.create(
             radiograph=radiograph,
             version=radiograph.version,
             right_box=boxes["right"],
             left_box=boxes["left"],
             # An edit after submitting (before review starts) stays submitted.
-            status=LungStatus.SUBMITTED if submit or current["state"] == State.LUNGS_DONE else LungStatus.DRAFT,
+            status=LungStatus.SUBMITTED if submit or before == State.LUNGS_DONE else LungStatus.DRAFT,
             source=AnnotationSource.RADIOLOGIST if _role_source(user) == Provenance.RADIOLOGIST else AnnotationSource.ANNOTATOR,
             author=user,
         )
-        ReviewEvent.objects.create(
-            radiograph=radiograph,
-            actor=user,
-            action="submitted" if submit else "saved",
-            from_state=current["state"],
-            to_state=radiograph.state,
-            data={"version": radiograph.version, "right": boxes["right"], "left": boxes["left"], **({"labels": labels} if labels else {})},
-        )
+        if submit:
+            suggestion_outcome_lungs_record(radiograph=radiograph, lungs=lungs, user=user)
     return radiograph, lungs
 
 
@@ -188,27 +262,15 @@ def radiograph_exclude(*, radiograph_id: int, user, version: int | None, reason:
         raise NotAllowed("Your role does not allow this.")
     if reason not in ExclusionReason.values:
         raise InvalidInput(f"'reason' must be one of {', '.join(ExclusionReason.values)}.")
-    return _transition(
-        radiograph_id=radiograph_id,
-        user=user,
-        version=version,
-        states=_editable_states(user),
-        changes={"state": State.EXCLUDED, "excluded_reason": reason, "excluded_note": str(note)[:2000]},
-        action="excluded",
-        data={"reason": reason, "note": note},
-    )
-
-
-def _transition(*, radiograph_id: int, user, version: int | None, states, changes: dict[str, Any], action: str, data: dict) -> Radiograph:
-    """Move a radiograph to ``changes["state"]`` (releasing its lease) if it is in one of ``states``
-    at ``version``, and record the event, in one transaction."""
     with transaction.atomic():
-        before = Radiograph.objects.filter(pk=radiograph_id).values_list("state", flat=True).first()
-        radiograph = _claim(
-            radiograph_id=radiograph_id, user=user, version=version, states=states, changes={**changes, "leased_to": None, "lease_expires_at": None}
+        return transition_apply(
+            radiograph_id=radiograph_id,
+            user=user,
+            action="exclude",
+            version=version,
+            changes={"excluded_reason": reason, "excluded_note": str(note)[:2000]},
+            data={"reason": reason, "note": note},
         )
-        event_record(radiograph=radiograph, actor=user, action=action, from_state=before or "", to_state=changes["state"], data=data)
-    return radiograph
 
 
 def radiograph_skip(*, radiograph_id: int, user, reason: str) -> None:
@@ -232,7 +294,7 @@ def lease_renew(*, radiograph_id: int, user) -> Radiograph:
     The workspace calls this while the page is open, so a radiograph someone reads for a long time
     without saving is not handed to a colleague by the queue. Whoever may edit it in its state may
     hold it (an annotator still correcting a submitted one keeps it out of review meanwhile). A live
-    lease of someone else is not taken over (``Conflict``); accepted or excluded radiographs are in
+    lease of someone else is not taken over (``LeaseHeld``); accepted or excluded radiographs are in
     no queue (``InvalidTransition``).
     No version is bumped: a lease is not part of the annotation.
     """
@@ -240,13 +302,13 @@ def lease_renew(*, radiograph_id: int, user) -> Radiograph:
         radiograph = Radiograph.objects.select_for_update().filter(pk=radiograph_id).first()
         if radiograph is None:
             raise NotFound("No such radiograph.")
-        if radiograph.state not in (*ANNOTATE_QUEUE, *REVIEW_QUEUE):
+        if radiograph.state not in workflow.queued_states():
             raise InvalidTransition(f"This radiograph is {radiograph.state.replace('_', ' ')}: it is in no queue.")
-        if radiograph.state not in _editable_states(user):
+        if radiograph.state not in workflow.sources("save", capabilities=capabilities(user)):
             raise NotAllowed("Your role cannot work on this radiograph in its present state.")
         now = timezone.now()
         if radiograph.lease_holder_id(now) not in (None, user.pk):
-            raise Conflict(f"{radiograph.leased_to.get_username()} holds this radiograph.")
+            raise lease_held_error(radiograph)
         radiograph.leased_to, radiograph.lease_expires_at = user, now + timedelta(seconds=settings.LEASE_SECONDS)
         Radiograph.objects.filter(pk=radiograph.pk).update(leased_to=user, lease_expires_at=radiograph.lease_expires_at)
     return radiograph
@@ -258,13 +320,10 @@ def queue_next(*, user, queue: str, dataset: str | None = None, order: str = "ol
     The lease is taken with ``SELECT ... FOR UPDATE SKIP LOCKED`` so concurrent callers never get
     the same radiograph; an abandoned lease expires after ``LEASE_SECONDS``.
     """
-    if queue == "annotate":
-        required, states = "annotate", ANNOTATE_QUEUE
-    elif queue == "review":
-        required, states = "review", REVIEW_QUEUE
-    else:
-        raise InvalidInput("queue must be 'annotate' or 'review'.")
-    if not can(user, required):
+    if queue not in workflow.QUEUES:
+        raise InvalidInput(f"queue must be one of {', '.join(workflow.QUEUES)}.")
+    states = workflow.QUEUES[queue].states
+    if not can(user, workflow.QUEUES[queue].capability):
         raise NotAllowed("Your role does not work this queue.")
     now = timezone.now()
     if queue == "annotate" and connection.vendor == "postgresql":
@@ -281,10 +340,10 @@ def queue_next(*, user, queue: str, dataset: str | None = None, order: str = "ol
         if queue == "review" and order == "uncertainty":
             groups = [candidates.order_by(F("uncertainty").desc(nulls_last=True), "id")]
         elif queue == "annotate":
-            # Returned work first, then pre-annotated, then the rest; oldest first within each. One
-            # query per state, in that order: each walks the queue's index and stops at the first free
-            # row, where ordering by state and id together sorted every open radiograph each time.
-            groups = [candidates.filter(state=state).order_by("id") for state in ANNOTATE_QUEUE]
+            # The queue's states in its order, oldest first within each. One query per state, in that
+            # order: each walks the queue's index and stops at the first free row, where ordering by
+            # state and id together sorted every open radiograph each time.
+            groups = [candidates.filter(state=state).order_by("id") for state in states]
         else:
             groups = [candidates.order_by("id")]
         for group in groups:
@@ -298,8 +357,8 @@ def _annotate_lease(*, user, dataset: str | None, now) -> Radiograph | None:
     """The annotate queue's lease in one statement (PostgreSQL): every annotator asks for it after
     every save, so it is the busiest request there is.
 
-    The radiograph the user already holds, else the oldest free one that is returned, else
-    pre-annotated, else imported (one that the user skipped is never handed back). ``COALESCE``
+    The radiograph the user already holds, else the oldest free one of the queue's first state, then
+    of its next (``workflow.QUEUES``; one that the user skipped is never handed back). ``COALESCE``
     evaluates its candidates in that order and stops at the first; each walks the queue's partial
     index (``radiograph_annotate_queue``) to its first free row, skipping rows another transaction
     is leasing (``FOR UPDATE SKIP LOCKED``), so concurrent callers never get the same radiograph.
@@ -321,14 +380,15 @@ def _annotate_lease(*, user, dataset: str | None, now) -> Radiograph | None:
             "ORDER BY r.id LIMIT 1 FOR UPDATE OF r SKIP LOCKED)"
         )
 
-    states = ", ".join(f"'{s}'" for s in ANNOTATE_QUEUE)
+    order = workflow.QUEUES["annotate"].states
+    states = ", ".join(f"'{s}'" for s in order)
     held = (
         f"(SELECT r.id FROM {table} r WHERE r.leased_to_id = %(user)s AND r.lease_expires_at > %(now)s "
         f"AND r.state IN ({states}) {in_dataset} ORDER BY r.id LIMIT 1)"
     )
     sql = (
         f"UPDATE {table} SET leased_to_id = %(user)s, lease_expires_at = %(until)s "
-        f"WHERE id = COALESCE({held}, {', '.join(oldest(s) for s in ANNOTATE_QUEUE)}) RETURNING *"
+        f"WHERE id = COALESCE({held}, {', '.join(oldest(s) for s in order)}) RETURNING *"
     )
     params = {"user": user.pk, "now": now, "until": now + timedelta(seconds=settings.LEASE_SECONDS), "dataset": dataset}
     with transaction.atomic():
@@ -337,10 +397,10 @@ def _annotate_lease(*, user, dataset: str | None, now) -> Radiograph | None:
 
 
 def _lease(radiograph: Radiograph, *, user, now, queue: str) -> Radiograph:
+    """Hold a radiograph picked from a queue; the review queue starts the review of a submitted one."""
+    if queue == "review" and workflow.step("start_review", radiograph.state) is not None:
+        return transition_apply(radiograph_id=radiograph.pk, user=user, action="start_review", version=radiograph.version, loaded=radiograph)
     changes: dict[str, Any] = {"leased_to": user, "lease_expires_at": now + timedelta(seconds=settings.LEASE_SECONDS)}
-    if queue == "review" and radiograph.state == State.LUNGS_DONE:
-        changes.update(state=State.IN_REVIEW, version=radiograph.version + 1)
-        event_record(radiograph=radiograph, actor=user, action="review_started", from_state=State.LUNGS_DONE, to_state=State.IN_REVIEW)
     Radiograph.objects.filter(pk=radiograph.pk).update(**changes)
     for key, value in changes.items():
         setattr(radiograph, key, value)
@@ -353,15 +413,15 @@ def radiograph_return(*, radiograph_id: int, user, version: int | None, comment:
         raise NotAllowed("Only radiologists can return a radiograph.")
     if not str(comment or "").strip():
         raise InvalidInput("Say what the annotator should change ('comment').")
-    return _transition(
-        radiograph_id=radiograph_id,
-        user=user,
-        version=version,
-        states={State.LUNGS_DONE, State.IN_REVIEW},
-        changes={"state": State.RETURNED, "return_comment": str(comment)[:4000]},
-        action="returned",
-        data={"comment": comment},
-    )
+    with transaction.atomic():
+        return transition_apply(
+            radiograph_id=radiograph_id,
+            user=user,
+            action="return",
+            version=version,
+            changes={"return_comment": str(comment)[:4000]},
+            data={"comment": comment},
+        )
 
 
 def radiograph_accept(
@@ -391,10 +451,17 @@ def radiograph_accept(
             # Confirming a label makes the radiologist its source.
             if name not in changes and getattr(radiograph, name) != Tri.UNKNOWN:
                 changes[f"{name}_source"] = Provenance.RADIOLOGIST
-        changes.update(state=State.ACCEPTED, reviewed_by=user, findings_complete=True, leased_to=None, lease_expires_at=None)
-        before = radiograph.state
-        radiograph = _claim(
-            radiograph_id=radiograph_id, user=user, version=version, states={State.LUNGS_DONE, State.IN_REVIEW}, changes=changes, loaded=radiograph
+        changes.update(reviewed_by=user, findings_complete=True)
+        accepted = list(radiograph.regions.filter(status=RegionStatus.ACCEPTED).values_list("id", flat=True))
+        final_labels = {name: changes.get(name, getattr(radiograph, name)) for name in LABEL_FIELDS}
+        radiograph = transition_apply(
+            radiograph_id=radiograph_id,
+            user=user,
+            action="accept",
+            version=version,
+            changes=changes,
+            loaded=radiograph,
+            data={"regions": accepted, "right": right_box, "left": left_box, "labels": final_labels},
         )
         LungAnnotation.objects.create(
             radiograph=radiograph,
@@ -406,14 +473,5 @@ def radiograph_accept(
             status=LungStatus.ACCEPTED,
             source=AnnotationSource.RADIOLOGIST,
             author=user,
-        )
-        accepted = list(radiograph.regions.filter(status=RegionStatus.ACCEPTED).values_list("id", flat=True))
-        event_record(
-            radiograph=radiograph,
-            actor=user,
-            action="accepted",
-            from_state=before,
-            to_state=State.ACCEPTED,
-            data={"regions": accepted, "right": right_box, "left": left_box, "labels": {n: getattr(radiograph, n) for n in LABEL_FIELDS}},
         )
     return radiograph

@@ -3,26 +3,24 @@ from __future__ import annotations
 
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 
 from .. import selectors, selectors_stats
 from ..constants import State
-from ..permissions import can, page_requires, user_roles
+from ..permissions import can, page_requires
 from ..selectors import RADIOGRAPH_FILTERS
-from .workspace import workspace_config
+from .workspace import url_template, workspace_config
 
 
 def home(request):
-    """Each role lands on its own home: admins on the dashboard, radiologists on the review queue."""
+    """Each user lands on the first home their permissions open: the dashboard (admins), the review
+    queue (radiologists), the annotation queue (annotators)."""
     if not request.user.is_authenticated:
-        return redirect(f"/accounts/login/?next={request.path}")
-    roles = user_roles(request.user)
-    if "admin" in roles:
-        return redirect("manage-dashboard")
-    if "radiologist" in roles:
-        return redirect("review-queue")
-    if "annotator" in roles:
-        return redirect("annotate-queue")
+        return redirect(f"{reverse('login')}?next={request.path}")
+    for action, page in (("manage_users", "manage-dashboard"), ("review", "review-queue"), ("annotate", "annotate-queue")):
+        if can(request.user, action):
+            return redirect(page)
     return render(request, "annotator/no_role.html", status=403)
 
 
@@ -38,7 +36,7 @@ def annotate_queue(request):
             "returned": selectors_stats.returned_to_user(user=request.user),
             "recent": selectors_stats.user_recent_events(user=request.user),
             "datasets": selectors.dataset_list(user=request.user),
-            "queue_config": {"queue": "annotate", "next_url": "/api/queue/annotate/next/", "workspace": "/annotate/{id}/"},
+            "queue_config": {"queue": "annotate", "next_url": reverse("api-queue-next", kwargs={"queue": "annotate"}), "workspace": url_template("annotate-workspace", radiograph_id="id")},
         },
     )
 
@@ -59,7 +57,7 @@ def review_queue(request):
             "now": timezone.now(),
             "recent": selectors_stats.user_recent_events(user=request.user),
             "datasets": selectors.dataset_list(user=request.user),
-            "queue_config": {"queue": "review", "next_url": "/api/queue/review/next/", "workspace": "/review/{id}/"},
+            "queue_config": {"queue": "review", "next_url": reverse("api-queue-next", kwargs={"queue": "review"}), "workspace": url_template("review-workspace", radiograph_id="id")},
         },
     )
 

@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 
 from .. import selectors, selectors_stats
 from ..errors import DomainError
+from ..hooks import ACTIVE_MODEL, MODEL_CURVES, hook_call
 from ..permissions import page_requires
 from ..services.users import ROLES, user_create, user_update
 
@@ -33,7 +34,9 @@ def dashboard(request):
             "progress": progress,
             "throughput": throughput,
             "agreement": agreement,
+            "suggestions": selectors_stats.suggestion_agreement(user=user),
             "active_model": _active_model(),
+            "training": _latest_training_run(),
             "charts": {"progress": progress, "throughput": throughput, "states": selectors_stats.STATE_ORDER},
         },
     )
@@ -63,13 +66,8 @@ def exports(request):
 
 @page_requires("manage_models")
 def models(request):
-    from inference.models import ModelVersion
-
     # The ROC curves are left out of the API's answers (bulky); the page reads them here.
-    curves = [
-        {"id": mv.id, "name": mv.name, "active": mv.is_active, "roc": (mv.metrics or {}).get("covid_roc"), "auc": (mv.metrics or {}).get("covid_auc")}
-        for mv in ModelVersion.objects.order_by("-created_at")[:12]
-    ]
+    curves = hook_call(MODEL_CURVES, default=[])
     return render(request, "manage/models.html", {"section": "models", "curves": curves})
 
 
@@ -115,8 +113,15 @@ def users(request):
     return render(request, "manage/users.html", {"section": "users", "people": people, "roles": ROLES, "form": form})
 
 
-def _active_model():
-    from inference.models import ModelVersion
+def _latest_training_run():
+    """The live training run, else the latest one (the dashboard follows it while it runs)."""
+    from django.db.models import F
+    from inference.models import TrainingRun
 
-    return ModelVersion.objects.filter(is_active=True).first()
+    # ``live`` is True or NULL; NULLs would sort first in a descending order on PostgreSQL.
+    return TrainingRun.objects.order_by(F("live").desc(nulls_last=True), "-created_at", "-pk").first()
+
+
+def _active_model():
+    return hook_call(ACTIVE_MODEL)
 

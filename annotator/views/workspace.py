@@ -5,11 +5,14 @@ needs (ids, endpoints, the vocabulary of labels) comes in one ``json_script`` bl
 """
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from django.conf import settings
 from django.shortcuts import render
+from django.urls import reverse
 
 from .. import selectors
-from ..constants import ExclusionReason, FindingLabel, InterstitialSubtype, View
+from ..constants import FINDINGS, ExclusionReason, FindingLabel, InterstitialSubtype, View
 from ..permissions import can, page_requires
 
 
@@ -24,12 +27,31 @@ def finding_choices() -> list[list[str]]:
     return [[v, _nice(v)] for v in FindingLabel.values if v != FindingLabel.UNKNOWN]
 
 
+def finding_table() -> list[dict]:
+    """The findings table as the pages read it (label, name, COCO id, colour, description)."""
+    return [asdict(finding) for finding in FINDINGS]
+
+
 def subtype_choices() -> list[list[str]]:
     return [[v, _nice(v)] for v in InterstitialSubtype.values]
 
 
+# Stand-ins reversed into a URL and then replaced by the "{name}" the page's ``fillUrl`` fills.
+_INT_STANDIN = 987654321
+
+
+def url_template(name: str, **slots: str) -> str:
+    """A reversed URL with ``{placeholder}`` slots for the page's ``fillUrl``; ``slots`` maps each URL
+    keyword to its placeholder (``region_id="id"``). Keywords ending in ``_id`` are integers."""
+    standins = {key: _INT_STANDIN + i if key.endswith("_id") else f"__{key}__" for i, key in enumerate(slots)}
+    url = reverse(name, kwargs=standins)
+    for key, standin in standins.items():
+        url = url.replace(str(standin), "{" + slots[key] + "}", 1)
+    return url
+
+
 def workspace_config(request, radiograph_id: int, *, mode: str) -> dict:
-    base = f"/api/radiographs/{radiograph_id}/"
+    one = {"radiograph_id": radiograph_id}
     return {
         "id": radiograph_id,
         "mode": mode,
@@ -38,27 +60,28 @@ def workspace_config(request, radiograph_id: int, *, mode: str) -> dict:
         "lease_renew_ms": max(10, settings.LEASE_SECONDS // 3) * 1000,
         "can": {action: can(request.user, action) for action in ("annotate", "review", "export")},
         "urls": {
-            "detail": base,
-            "annotation": f"{base}annotation/",
-            "exclude": f"{base}exclude/",
-            "skip": f"{base}skip/",
-            "lease": f"{base}lease/",
-            "accept": f"{base}accept/",
-            "return": f"{base}return/",
-            "events": f"{base}events/",
-            "regions": f"{base}regions/",
-            "region": "/api/regions/{id}/",
-            "region_decision": "/api/regions/{id}/{decision}/",
-            "annotate_next": "/api/queue/annotate/next/",
-            "review_next": "/api/queue/review/next/",
-            "annotate_page": "/annotate/{id}/",
-            "review_page": "/review/{id}/",
-            "annotate_queue": "/annotate/",
-            "review_queue": "/review/",
-            "radiograph_page": "/radiographs/{id}/",
+            "detail": reverse("api-radiograph", kwargs=one),
+            "annotation": reverse("api-annotation", kwargs=one),
+            "exclude": reverse("api-exclude", kwargs=one),
+            "skip": reverse("api-skip", kwargs=one),
+            "lease": reverse("api-lease", kwargs=one),
+            "accept": reverse("api-accept", kwargs=one),
+            "return": reverse("api-return", kwargs=one),
+            "events": reverse("api-events", kwargs=one),
+            "regions": reverse("api-regions", kwargs=one),
+            "region": url_template("api-region", region_id="id"),
+            "region_decision": url_template("api-region-decision", region_id="id", decision="decision"),
+            "annotate_next": reverse("api-queue-next", kwargs={"queue": "annotate"}),
+            "review_next": reverse("api-queue-next", kwargs={"queue": "review"}),
+            "annotate_page": url_template("annotate-workspace", radiograph_id="id"),
+            "review_page": url_template("review-workspace", radiograph_id="id"),
+            "annotate_queue": reverse("annotate-queue"),
+            "review_queue": reverse("review-queue"),
+            "radiograph_page": url_template("radiograph-detail", radiograph_id="id"),
         },
         "vocab": {
             "findings": finding_choices(),
+            "finding_table": finding_table(),
             "subtypes": subtype_choices(),
             "views": [[v, label] for v, label in VIEW_LABELS.items()],
             "exclusion_reasons": [[v, label] for v, label in ExclusionReason.choices],
@@ -92,6 +115,7 @@ def review_workspace(request, radiograph_id: int):
             "radiograph": radiograph,
             "config": workspace_config(request, radiograph.id, mode="review"),
             "findings": finding_choices(),
+            "finding_table": finding_table(),
             "subtypes": subtype_choices(),
         },
     )

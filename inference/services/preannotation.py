@@ -8,9 +8,9 @@ the transaction commits. ``radiograph_preannotate`` (what the task runs) is idem
 - the attempt is counted and committed *before* the model runs, so a radiograph that kills the worker
   every time is marked failed with the reason after ``PREANNOTATE_MAX_ATTEMPTS`` starts instead of
   being retried forever;
-- human work is never overwritten: suggestions go only to radiographs that are imported, pre-annotated
-  or returned; a newer model replaces only the model's untouched suggestions (regions still
-  ``suggested`` at version 1, and a lung suggestion nobody has edited).
+- human work is never overwritten: suggestions go only to radiographs in the states where the
+  workflow table (``annotator.workflow``) allows ``preannotate``, and are applied by the annotator's
+  ``suggestions_apply``, which replaces only the model's untouched suggestions.
 """
 from __future__ import annotations
 
@@ -27,25 +27,27 @@ from django.db import transaction
 from django.db.models import F
 from PIL import Image
 
-from annotator.constants import AnnotationSource, LungStatus, RegionStatus, State
+from annotator import workflow
+from annotator.constants import PreannotationStatus as Pre
 from annotator.errors import Conflict, InvalidInput
-from annotator.models import FindingRegion, FindingRegionRevision, Radiograph
-from annotator.services.annotation_import import lung_annotation_save
+from annotator.models import Radiograph
 from annotator.services.events import event_record
+from annotator.services.suggestions import suggestions_apply
 
+from .. import selectors
 from ..models import ModelVersion, Prediction, PreannotationBatch, PreannotationItem
 from ..runtime import predictor_for
 from ..suggestions import Suggestion, suggestion_from_prediction
 
 logger = logging.getLogger(__name__)
 
-# States whose radiographs receive (new) suggestions; later states hold human decisions.
-OPEN_STATES = (State.IMPORTED, State.PREANNOTATED, State.RETURNED)
+# States whose radiographs receive (new) suggestions (the workflow table's); later states hold human decisions.
+OPEN_STATES = workflow.sources("preannotate")
 Item = PreannotationItem.Status
 
 
 def model_version_active() -> ModelVersion | None:
-    return ModelVersion.objects.filter(is_active=True).first()
+    return selectors.model_version_active()
 
 
 def preannotation_request(
@@ -87,8 +89,8 @@ def preannotation_request(
             item.batch = batch
         PreannotationItem.objects.bulk_create(items, batch_size=1000)
         # A new request gives a radiograph its attempts back (a task in flight keeps its count).
-        Radiograph.objects.filter(pk__in=queued).exclude(preannotation_status="running").update(
-            preannotation_status="queued", preannotation_attempts=0, preannotation_error=""
+        Radiograph.objects.filter(pk__in=queued).exclude(preannotation_status=Pre.RUNNING).update(
+            preannotation_status=Pre.QUEUED, preannotation_attempts=0, preannotation_error=""
         )
         transaction.on_commit(partial(_enqueue, radiograph_ids=queued, model_version_id=model_version.pk, batch_id=batch.pk))
     logger.info("batch %d: %d radiograph(s) queued for %s (%s)", batch.pk, len(queued), model_version.name, reason)
@@ -110,7 +112,7 @@ def _enqueue(*, radiograph_ids: list[int], model_version_id: int, batch_id: int)
         unsent = radiograph_ids[sent:]
         reason = f"could not be queued: the task broker is unreachable ({type(exc).__name__})"
         PreannotationItem.objects.filter(batch_id=batch_id, radiograph_id__in=unsent).update(status=Item.FAILED, detail=reason)
-        Radiograph.objects.filter(pk__in=unsent, preannotation_status="queued").update(preannotation_status="failed", preannotation_error=reason)
+        Radiograph.objects.filter(pk__in=unsent, preannotation_status=Pre.QUEUED).update(preannotation_status=Pre.FAILED, preannotation_error=reason)
 
 
 def preannotation_request_for_dataset(*, dataset_name: str, actor=None) -> PreannotationBatch:
@@ -214,13 +216,13 @@ def _attempt_start(*, radiograph_id: int, batch_id: int | None) -> tuple[str, Ra
                 f"gave up after {radiograph.preannotation_attempts} attempts: the worker stopped (killed, out of "
                 f"memory or past its time limit) each time it pre-annotated this radiograph"
             )
-            Radiograph.objects.filter(pk=radiograph_id).update(preannotation_status="failed", preannotation_error=reason)
+            Radiograph.objects.filter(pk=radiograph_id).update(preannotation_status=Pre.FAILED, preannotation_error=reason)
             _item(batch_id, radiograph_id, Item.FAILED, reason)
             event_record(radiograph=radiograph, actor=None, action="preannotation_failed", data={"reason": reason})
             logger.warning("radiograph %s: %s", radiograph_id, reason)
             return "failed", None
         Radiograph.objects.filter(pk=radiograph_id).update(
-            preannotation_status="running", preannotation_attempts=F("preannotation_attempts") + 1, preannotation_error=""
+            preannotation_status=Pre.RUNNING, preannotation_attempts=F("preannotation_attempts") + 1, preannotation_error=""
         )
         _item(batch_id, radiograph_id, Item.RUNNING, "")
     return "started", radiograph
@@ -228,7 +230,7 @@ def _attempt_start(*, radiograph_id: int, batch_id: int | None) -> tuple[str, Ra
 
 def _fail(radiograph_id: int, batch_id: int | None, reason: str) -> None:
     with transaction.atomic():
-        Radiograph.objects.filter(pk=radiograph_id).update(preannotation_status="failed", preannotation_error=reason)
+        Radiograph.objects.filter(pk=radiograph_id).update(preannotation_status=Pre.FAILED, preannotation_error=reason)
         _item(batch_id, radiograph_id, Item.FAILED, reason)
 
 
@@ -267,75 +269,19 @@ def _store(*, radiograph_id: int, model_version: ModelVersion, batch_id: int | N
             seconds=round(seconds, 4),
         )
         # The attempts stay as a record (a new request gives them back).
-        changes: dict = {"preannotation_status": "done", "preannotation_error": ""}
+        changes: dict = {"preannotation_status": Pre.DONE, "preannotation_error": ""}
         if suggestion.uncertainty is not None:
             changes["uncertainty"] = suggestion.uncertainty
-        still_active = ModelVersion.objects.filter(pk=model_version.pk, is_active=True).exists()
-        if radiograph.state in OPEN_STATES and still_active:
-            lungs_saved, regions = _suggestions_apply(radiograph=radiograph, prediction=prediction, suggestion=suggestion)
-            before = radiograph.state
-            after = State.PREANNOTATED if before == State.IMPORTED else before
-            changes["state"] = after
-            if not lungs_saved:
-                changes["version"] = F("version") + 1  # the state is guarded by the version too
-            event_record(
+        if ModelVersion.objects.filter(pk=model_version.pk, is_active=True).exists():
+            suggestions_apply(
                 radiograph=radiograph,
-                actor=None,
-                action="preannotated",
-                from_state=before,
-                to_state=after,
-                model_version=model_version,
-                data={"prediction": prediction.pk, "regions": regions, "lungs": lungs_saved, "right": suggestion.right_box, "left": suggestion.left_box},
+                prediction_id=prediction.pk,
+                model_version_id=model_version.pk,
+                right_box=suggestion.right_box,
+                left_box=suggestion.left_box,
+                regions=suggestion.regions,
+                label=settings.PREANNOTATE_REGION_LABEL,
             )
         Radiograph.objects.filter(pk=radiograph_id).update(**changes)
         _item(batch_id, radiograph_id, Item.DONE, "")
     return "done"
-
-
-def _suggestions_apply(*, radiograph: Radiograph, prediction: Prediction, suggestion: Suggestion) -> tuple[bool, int]:
-    """Replace the model's untouched suggestions with this prediction's; returns (lungs saved, regions)."""
-    stale = list(
-        FindingRegion.objects.filter(
-            radiograph=radiograph, source=AnnotationSource.MODEL, status=RegionStatus.SUGGESTED, version=1
-        ).values_list("pk", flat=True)
-    )
-    if stale:  # (the common first pre-annotation has none: skip the delete's extra queries)
-        FindingRegion.objects.filter(pk__in=stale).delete()
-    label = settings.PREANNOTATE_REGION_LABEL
-    # Two INSERTs for all regions and their first revisions, not two per region.
-    regions = FindingRegion.objects.bulk_create(
-        [
-            FindingRegion(
-                radiograph=radiograph,
-                label=label,
-                status=RegionStatus.SUGGESTED,
-                source=AnnotationSource.MODEL,
-                confidence=suggested.confidence,
-                bbox=suggested.bbox,
-                mask_png=suggested.mask_png,
-                area=suggested.area,
-                prediction=prediction,
-            )
-            for suggested in suggestion.regions
-        ]
-    )
-    FindingRegionRevision.objects.bulk_create(
-        [
-            FindingRegionRevision(region=region, version=1, label=label, status=region.status, bbox=region.bbox, mask_png=region.mask_png)
-            for region in regions
-        ]
-    )
-    current = radiograph.lung_annotations.first()
-    untouched = current is None or (current.source == AnnotationSource.MODEL and current.status == LungStatus.SUGGESTED)
-    if not untouched or (suggestion.right_box is None and suggestion.left_box is None):
-        return False, len(suggestion.regions)
-    lung_annotation_save(
-        radiograph=radiograph,
-        right_box=suggestion.right_box,
-        left_box=suggestion.left_box,
-        status=LungStatus.SUGGESTED,
-        source=AnnotationSource.MODEL,
-        model_version=prediction.model_version,
-        keep_mask=False,
-    )
-    return True, len(suggestion.regions)

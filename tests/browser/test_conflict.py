@@ -1,4 +1,6 @@
-"""Two people editing the same radiograph: the second save is refused, nothing is silently lost."""
+"""One radiograph edited in two windows: the save based on an older version is refused, nothing is
+silently lost. (Two people cannot both edit it: whoever holds the lease is the only one who may save,
+``test_lease.py``; so the windows here are one person's, e.g. a laptop and a workstation.)"""
 from __future__ import annotations
 
 import re
@@ -34,18 +36,17 @@ def test_second_save_is_refused_and_kept_until_the_user_chooses(browser, live_se
     Prediction.objects.create(radiograph=radiograph, model_version=model_version, lung_mask_png=b"", right_box=RIGHT, left_box=LEFT)
     assert radiograph.covid == "positive" and radiograph.other_disease == "unknown"
     ann = make_user("annotator", username="ann1")
-    bob = make_user("annotator", username="bob")
 
     first = open_as(browser, live_server, ann, radiograph.id)
-    second = open_as(browser, live_server, bob, radiograph.id)
+    second = open_as(browser, live_server, ann, radiograph.id)
 
-    # The first person saves a label change.
+    # The first window saves a label change.
     first.get_by_label("COVID").select_option("negative")
     wait_saved(first)
     radiograph.refresh_from_db()
     assert radiograph.covid == "negative" and radiograph.version == 2
 
-    # The second, still on version 1, changes another label and moves a box: refused.
+    # The second window, still on version 1, changes another label and moves a box: refused.
     second.get_by_label("Other disease").select_option("positive")
     view = View.fitted(second, 2000, 2000)
     start = view.screen(600, 1000)
@@ -69,7 +70,7 @@ def test_second_save_is_refused_and_kept_until_the_user_chooses(browser, live_se
     expect(second.get_by_label("Other disease")).to_have_value("positive")
     expect(second.get_by_test_id("box-right")).to_contain_text(moved)
 
-    # Keep mine on top of theirs: both people's changes end up saved.
+    # Keep mine on top of theirs: both windows' changes end up saved.
     second.get_by_test_id("keep-mine").click()
     wait_saved(second)
     expect(second.get_by_test_id("conflict")).to_be_hidden()
@@ -79,7 +80,7 @@ def test_second_save_is_refused_and_kept_until_the_user_chooses(browser, live_se
     assert lungs.right_box != RIGHT and lungs.right_box[0] > RIGHT[0]
     assert lungs.left_box == LEFT
 
-    # The first person, now behind, edits again: refused; they reload the other version.
+    # The first window, now behind, edits again: refused; they reload the other version.
     first.get_by_label("Healthy / unhealthy").select_option("positive")
     expect(first.get_by_test_id("conflict")).to_be_visible()
     first.get_by_test_id("use-theirs").click()

@@ -13,12 +13,8 @@ import { bootWorkspace, clearNotice, fillUrl, notice, openNext } from "../worksp
 import { bindLabelsPanel } from "../workspace/labels-panel.js";
 import { AnnotationSaver } from "../workspace/saver.js";
 
-const EDITABLE = new Set(["imported", "preannotated", "returned", "lungs_done"]);
-const REVIEWER_EDITABLE = new Set([...EDITABLE, "in_review"]);
-
-const ws = await bootWorkspace({
-  readOnly: (detail, config) => !(config.can.review ? REVIEWER_EDITABLE : EDITABLE).has(detail.state),
-});
+// Whether this user may edit it now (its state, their role, a colleague's lease) is the server's answer.
+const ws = await bootWorkspace({ readOnly: (detail) => !detail.editable });
 const { config, store, viewer, shortcuts, chrome, detail, refreshHistory } = ws;
 
 // ---- tools ----------------------------------------------------------------------------------
@@ -199,12 +195,12 @@ shortcuts
 shortcuts.render($("#shortcuts"));
 
 // ---- what the user should know on opening ------------------------------------------------------
-if (store.readOnly) {
+if (detail.leased_to && detail.leased_to !== config.user) {
+  notice("warn", `${detail.leased_to} holds this radiograph`, "They have it open: only they can change it until they finish or their lease runs out, so it opens read-only here.");
+} else if (store.readOnly) {
   notice("info", `This radiograph is ${humanize(detail.state)}`, "It can no longer be changed here. ", el("a", { href: fillUrl(config.urls.radiograph_page, { id: config.id }) }, "Open its page"));
 } else if (detail.state === "returned" && detail.return_comment) {
   notice("warn", "Returned by the radiologist", detail.return_comment);
-} else if (detail.leased_to && detail.leased_to !== config.user) {
-  notice("warn", "Someone else holds this radiograph", `${detail.leased_to} opened it from the queue. If you both save, the second save is refused and kept for you to merge.`);
 } else {
   clearNotice();
 }

@@ -18,9 +18,8 @@ import { bindLabelsPanel } from "../workspace/labels-panel.js";
 import { bootWorkspace, clearNotice, fillUrl, notice, openNext } from "../workspace/boot.js";
 import { AnnotationSaver } from "../workspace/saver.js";
 
-const OPEN = new Set(["lungs_done", "in_review"]);
-
-const ws = await bootWorkspace({ readOnly: (detail) => !OPEN.has(detail.state) });
+// Open for review while the server says this user may accept it now (its state, their role, a colleague's lease).
+const ws = await bootWorkspace({ readOnly: (detail) => !detail.actions.includes("accept") });
 const { config, store, viewer, shortcuts, chrome, detail, refreshHistory } = ws;
 
 // ---- tools ----------------------------------------------------------------------------------
@@ -447,11 +446,11 @@ shortcuts
 shortcuts.render($("#shortcuts"));
 
 // ---- on opening -------------------------------------------------------------------------------------
-if (store.readOnly) {
+if (detail.leased_to && detail.leased_to !== config.user) {
+  notice("warn", `${detail.leased_to} holds this radiograph`, "They have it open: only they can change it until they finish or their lease runs out, so it opens read-only here.");
+} else if (store.readOnly) {
   notice("info", `This radiograph is ${humanize(detail.state)}`, "It is not waiting for review, so it opens read-only. ",
     el("a", { href: fillUrl(config.urls.radiograph_page, { id: config.id }) }, "Open its page"));
-} else if (detail.leased_to && detail.leased_to !== config.user) {
-  notice("warn", "Someone else holds this radiograph", `${detail.leased_to} is reviewing it.`);
 }
 const restored = saver.restoreLocal();
 if (restored === "restored") chrome.hint("Restored changes that were kept in this browser; saving them now.");

@@ -1,23 +1,18 @@
 /** Overlay colours: lung boxes by patient side, finding regions by label. */
 
+import { pageData } from "../core/dom.js";
+
 export const SIDE_COLORS = { right: "#38bdf8", left: "#f59e0b" };
 export const SIDE_NAMES = { right: "Patient right", left: "Patient left" };
 export const SIDE_SHORT = { right: "R", left: "L" };
 
-const FINDING_COLORS = {
-  atelectasis: "#a78bfa",
-  consolidation: "#f87171",
-  interstitial_shadow: "#34d399",
-  pneumothorax: "#60a5fa",
-  pleural_effusion: "#22d3ee",
-  pleural_thickening: "#fbbf24",
-  cardiomegaly: "#f472b6",
-  lung_lesion: "#fb923c",
-  unknown: "#9ca3af",
-};
+// Finding colours come with the page, from the findings table (annotator.constants.FINDINGS).
+const FINDING_TABLE = (pageData("workspace-config") || {}).vocab?.finding_table || [];
+const FINDING_COLORS = Object.fromEntries(FINDING_TABLE.map((finding) => [finding.label, finding.colour]));
+const FALLBACK_COLOR = "#9ca3af";
 
 export function findingColor(label) {
-  return FINDING_COLORS[label] || FINDING_COLORS.unknown;
+  return FINDING_COLORS[label] || FINDING_COLORS.unknown || FALLBACK_COLOR;
 }
 
 /** "#rrggbb" → [r, g, b]. */
