@@ -25,9 +25,10 @@ migrate: venv
 demo: migrate
 	$(PY) manage.py bootstrap_demo
 
+# DATA=folder imports it first; an empty database gets the sample beside the repository, if any.
 run: demo
-	@if [ -n "$(DATA)" ]; then scripts/import_folder.sh "$(DATA)"; fi
-	HOST=$(HOST) PORT=$(PORT) scripts/run_local.sh
+	@scripts/demo_data.sh "$(DATA)"
+	@HOST=$(HOST) PORT=$(PORT) scripts/run_local.sh
 
 services:
 	scripts/services.sh

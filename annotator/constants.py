@@ -119,6 +119,8 @@ SOURCE_FINDING_MAP: dict[str, tuple[str, str]] = {
 }
 # Source labels that outline a lung rather than a finding.
 SOURCE_LUNG_LABELS = {"left_lung": "left", "right_lung": "right", "lung": ""}
+# Source labels that outline other anatomy, not a finding: skipped by the findings import.
+SOURCE_ANATOMY_LABELS = {"cardiomediastinum", "heart", "mediastinum", "trachea", "clavicle", "clavicles", "diaphragm", "spine"}
 
 
 class PreannotationStatus(models.TextChoices):

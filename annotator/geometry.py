@@ -5,7 +5,8 @@ image's left, so of two lungs the one with the smaller x is ``right``.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import io
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -107,3 +108,28 @@ def sides_from_boxes(boxes: Sequence[Sequence[int]], *, width: int) -> dict[str,
         only = list(ordered[0])
         return {"right": only, "left": None} if (only[0] + only[2]) / 2 < width / 2 else {"right": None, "left": only}
     return {"right": list(ordered[0]), "left": list(ordered[-1])}
+
+
+def mask_dice(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Dice of two boolean masks of one shape; None when both are empty."""
+    total = int(a.sum()) + int(b.sum())
+    if total == 0:
+        return None
+    return 2.0 * int(np.logical_and(a, b).sum()) / total
+
+
+def masks_frame(regions: Sequence[Any]) -> Box:
+    """The box holding every region (anything with a ``bbox``)."""
+    boxes = [r.bbox for r in regions] or [[0, 0, 1, 1]]
+    return [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
+
+
+def masks_union(regions: Sequence[Any], frame: Sequence[int]) -> np.ndarray:
+    """The union, inside ``frame``, of region masks stored as PNG crops (``bbox`` + ``mask_png``)."""
+    fx0, fy0, fx1, fy1 = frame
+    out = np.zeros((fy1 - fy0, fx1 - fx0), dtype=bool)
+    for region in regions:
+        x0, y0, x1, y1 = region.bbox
+        crop = np.asarray(Image.open(io.BytesIO(bytes(region.mask_png)))) > 0
+        out[y0 - fy0 : y1 - fy0, x0 - fx0 : x1 - fx0] |= crop[: y1 - y0, : x1 - x0]
+    return out

@@ -15,7 +15,8 @@ from typing import Any, Callable
 PREANNOTATE = "preannotate"  # (radiograph_ids: list[int]) -> None: ask for suggestions for new radiographs
 ACTIVE_MODEL = "active_model"  # () -> object with .name, .activated_at, or None
 MODEL_CURVES = "model_curves"  # () -> list of {"id", "name", "active", "roc", "auc"} for the models page
-HOOKS = (PREANNOTATE, ACTIVE_MODEL, MODEL_CURVES)
+LATEST_TRAINING_RUN = "latest_training_run"  # () -> the live training run, else the newest, or None (dashboard)
+HOOKS = (PREANNOTATE, ACTIVE_MODEL, MODEL_CURVES, LATEST_TRAINING_RUN)
 
 _registered: dict[str, Callable[..., Any]] = {}
 

@@ -303,3 +303,44 @@ class AuditLog(models.Model):
         constraints = [
             models.CheckConstraint(condition=~Q(action=""), name="auditlog_action_not_empty"),
         ]
+
+
+class SuggestionOutcome(models.Model):
+    """What became of one model suggestion once a person decided it: the measure of whether the
+    suggestions are worth accepting (one row per suggestion, rewritten when the decision changes).
+
+    ``lungs``: the annotator's submitted boxes against the model's (IoU per side), and whether the
+    image labels differ from the model's. ``region``: a suggested finding region accepted as it was,
+    edited (Dice of the suggestion to the final mask) or rejected.
+    """
+
+    class Kind(models.TextChoices):
+        LUNGS = "lungs"
+        REGION = "region"
+
+    class Outcome(models.TextChoices):
+        UNCHANGED = "unchanged", "Accepted unchanged"
+        EDITED = "edited"
+        REJECTED = "rejected"
+
+    radiograph = models.ForeignKey(Radiograph, on_delete=models.CASCADE, related_name="suggestion_outcomes")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    region = models.ForeignKey(FindingRegion, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    model_version = models.ForeignKey(
+        "inference.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    right_iou = models.FloatField(null=True, blank=True)
+    left_iou = models.FloatField(null=True, blank=True)
+    labels_changed = models.BooleanField(null=True, blank=True, help_text="Lungs: labels differ from the model's.")
+    dice = models.FloatField(null=True, blank=True, help_text="Region: Dice of the suggested to the final mask.")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    decided_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-decided_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["radiograph"], condition=Q(kind="lungs"), name="one_lung_outcome_per_radiograph"),
+            models.UniqueConstraint(fields=["region"], condition=Q(kind="region"), name="one_outcome_per_region"),
+        ]
+        indexes = [models.Index(fields=["model_version", "kind"])]

@@ -7,21 +7,18 @@ of image-level labels they agree on.
 """
 from __future__ import annotations
 
-import io
 from collections import defaultdict
 from datetime import timedelta
 from itertools import combinations
 from typing import Any
 
-import numpy as np
-from django.db.models import Count, Q
+from django.db.models import Avg, Count, Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
-from PIL import Image
 
 from .constants import RegionStatus, State
-from .geometry import box_iou
-from .models import Dataset, FindingRegionRevision, ImportJob, LungAnnotation, Radiograph, ReviewEvent
+from .geometry import box_iou, mask_dice as mask_dice_of, masks_frame, masks_union
+from .models import Dataset, FindingRegionRevision, ImportJob, LungAnnotation, Radiograph, ReviewEvent, SuggestionOutcome
 from .permissions import can
 from .errors import NotAllowed
 from .workflow import QUEUES, finished_states
@@ -151,13 +148,6 @@ def throughput(*, user, days: int = 14) -> dict[str, Any]:
     return {"days": [d.isoformat() for d in day_list], "actions": list(WORK_COLUMNS), "people": out}
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float | None:
-    total = int(a.sum()) + int(b.sum())
-    if total == 0:
-        return None
-    return 2.0 * int(np.logical_and(a, b).sum()) / total
-
-
 def _boxes_dice(a: list, b: list) -> float | None:
     """Dice of two unions of boxes, exactly, on the grid of their edges (no full-size masks)."""
     a = [box for box in a if box]
@@ -175,22 +165,6 @@ def _boxes_dice(a: list, b: list) -> float | None:
             area_b += cell * in_b
             both += cell * (in_a and in_b)
     return 2.0 * both / (area_a + area_b) if area_a + area_b else None
-
-
-def _union(revisions: list[FindingRegionRevision], frame: tuple[int, int, int, int]) -> np.ndarray:
-    """The union of revision masks inside ``frame`` (a box holding all of them)."""
-    fx0, fy0, fx1, fy1 = frame
-    out = np.zeros((fy1 - fy0, fx1 - fx0), dtype=bool)
-    for revision in revisions:
-        x0, y0, x1, y1 = revision.bbox
-        crop = np.asarray(Image.open(io.BytesIO(bytes(revision.mask_png)))) > 0
-        out[y0 - fy0 : y1 - fy0, x0 - fx0 : x1 - fx0] |= crop[: y1 - y0, : x1 - x0]
-    return out
-
-
-def _frame(revisions: list[FindingRegionRevision]) -> tuple[int, int, int, int]:
-    boxes = [r.bbox for r in revisions] or [[0, 0, 1, 1]]
-    return min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)
 
 
 def agreement(*, user, limit: int = 200) -> dict[str, Any]:
@@ -220,8 +194,8 @@ def agreement(*, user, limit: int = 200) -> dict[str, Any]:
                 label_agree = sum(label_a.get(f) == label_b.get(f) for f in LABEL_FIELDS) / len(LABEL_FIELDS)
             mask_dice = None
             if (rid, a) in findings and (rid, b) in findings:
-                frame = _frame(findings[(rid, a)] + findings[(rid, b)])
-                mask_dice = _dice(_union(findings[(rid, a)], frame), _union(findings[(rid, b)], frame))
+                frame = masks_frame(findings[(rid, a)] + findings[(rid, b)])
+                mask_dice = mask_dice_of(masks_union(findings[(rid, a)], frame), masks_union(findings[(rid, b)], frame))
                 if mask_dice is None:
                     mask_dice = 1.0  # both marked nothing: they agree
             rows.append(
@@ -279,6 +253,49 @@ def _findings_by_person(radiograph_ids) -> dict[tuple[int, str], list[FindingReg
         if revision.status != RegionStatus.REJECTED:
             out[(rid, person)].append(revision)
     return out
+
+
+def suggestion_agreement(*, user) -> list[dict[str, Any]]:
+    """Per model version, newest first: how its suggestions fared once people decided them.
+
+    Lung boxes: how many submitted, the share accepted unchanged, the mean IoU per side of the edited
+    ones, the share whose image labels were changed from the model's. Regions: how many decided,
+    the share accepted unchanged, the mean Dice of the edited ones, the share rejected.
+    """
+    _require(user, "view")
+    Kind, Outcome = SuggestionOutcome.Kind, SuggestionOutcome.Outcome
+    edited = Q(outcome=Outcome.EDITED)
+    rows = (
+        SuggestionOutcome.objects.values("model_version_id", "model_version__name", "kind")
+        .annotate(
+            n=Count("id"),
+            unchanged=Count("id", filter=Q(outcome=Outcome.UNCHANGED)),
+            edited=Count("id", filter=edited),
+            rejected=Count("id", filter=Q(outcome=Outcome.REJECTED)),
+            labels_compared=Count("id", filter=Q(labels_changed__isnull=False)),
+            labels_changed=Count("id", filter=Q(labels_changed=True)),
+            right_iou=Avg("right_iou", filter=edited),
+            left_iou=Avg("left_iou", filter=edited),
+            dice=Avg("dice", filter=edited),
+        )
+        .order_by("-model_version_id", "kind")
+    )
+    models: dict[int | None, dict[str, Any]] = {}
+    for row in rows:
+        model = models.setdefault(row["model_version_id"], {"model": row["model_version__name"] or "(deleted model)", "lungs": None, "regions": None})
+        share = (lambda k: row[k] / row["n"]) if row["n"] else (lambda k: None)
+        figures = {"n": row["n"], "unchanged": share("unchanged"), "edited": row["edited"]}
+        if row["kind"] == Kind.LUNGS:
+            figures.update(
+                right_iou=row["right_iou"],
+                left_iou=row["left_iou"],
+                labels_changed=row["labels_changed"] / row["labels_compared"] if row["labels_compared"] else None,
+            )
+            model["lungs"] = figures
+        else:
+            figures.update(dice=row["dice"], rejected=share("rejected"))
+            model["regions"] = figures
+    return list(models.values())
 
 
 def recent_imports(*, user, limit: int = 10) -> list[ImportJob]:

@@ -21,6 +21,7 @@ from . import selectors
 from . import serializers as ser
 from .services import model_version_activate, model_version_register, model_version_rollback, training_run_start
 from .services.preannotation import preannotation_request_for_dataset, preannotation_request_for_radiographs
+from .services.retraining import training_presets
 
 
 class ModelListApi(APIView):
@@ -103,8 +104,20 @@ class TrainingRunListApi(ListAPIView):
     def post(self, request):
         body = ser.TrainingStartSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        run = training_run_start(actor=request.user, trigger="manual", overrides=body.validated_data)
+        overrides = dict(body.validated_data)
+        preset = overrides.pop("preset", None) or None
+        run = training_run_start(actor=request.user, trigger="manual", preset=preset, overrides=overrides)
         return Response(ser.TrainingRunDetailSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class TrainingPresetListApi(APIView):
+    """The training presets with roughly how long each would take on the annotated radiographs now."""
+
+    required_action = "view"
+
+    @extend_schema(responses=ser.TrainingPresetListSerializer)
+    def get(self, request):
+        return Response(ser.TrainingPresetListSerializer(training_presets()).data)
 
 
 class TrainingRunDetailApi(APIView):

@@ -19,3 +19,4 @@ class InferenceConfig(AppConfig):
         hooks.hook_register(hooks.PREANNOTATE, preannotation_request)
         hooks.hook_register(hooks.ACTIVE_MODEL, selectors.model_version_active)
         hooks.hook_register(hooks.MODEL_CURVES, selectors.model_curves)
+        hooks.hook_register(hooks.LATEST_TRAINING_RUN, selectors.training_run_latest)

@@ -1,9 +1,11 @@
 """Reads of the inference app: model versions, training runs and pre-annotation progress."""
 from __future__ import annotations
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 
+from annotator.constants import FRONTAL_VIEWS, LungStatus, State, Tri
 from annotator.errors import NotFound
+from annotator.models import Radiograph
 
 from .models import ModelVersion, PreannotationBatch, PreannotationItem, TrainingRun
 
@@ -37,8 +39,40 @@ def model_curves(*, limit: int = 12) -> list[dict]:
     ]
 
 
+def annotated_count() -> int:
+    """Radiographs a training run learns from: accepted by a radiologist, or with imported (accepted)
+    lung annotations; excluded ones never."""
+    return (
+        Radiograph.objects.exclude(state=State.EXCLUDED)
+        .filter(Q(state=State.ACCEPTED) | Q(lung_annotations__status=LungStatus.ACCEPTED))
+        .values("pk")
+        .distinct()
+        .count()
+    )
+
+
+def training_images_count() -> int:
+    """About how many radiographs an export for training would hold (frontal, not excluded, with
+    accepted lungs, a complete finding set or an image label): what a run's time is estimated on."""
+    labelled = ~Q(healthy=Tri.UNKNOWN) | ~Q(covid=Tri.UNKNOWN) | ~Q(other_disease=Tri.UNKNOWN)
+    return (
+        Radiograph.objects.exclude(state=State.EXCLUDED)
+        .filter(view__in=list(FRONTAL_VIEWS))
+        .filter(Q(lung_annotations__status=LungStatus.ACCEPTED) | Q(findings_complete=True) | labelled)
+        .values("pk")
+        .distinct()
+        .count()
+    )
+
+
 def training_run_list() -> QuerySet[TrainingRun]:
     return TrainingRun.objects.select_related("candidate", "baseline", "created_by").order_by("-created_at", "-pk")
+
+
+def training_run_latest() -> TrainingRun | None:
+    """The live training run, else the latest one (the dashboard follows it while it runs)."""
+    # ``live`` is True or NULL; NULLs would sort first in a descending order on PostgreSQL.
+    return TrainingRun.objects.order_by(F("live").desc(nulls_last=True), "-created_at", "-pk").first()
 
 
 def training_run_get(*, training_run_id) -> TrainingRun:

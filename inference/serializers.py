@@ -66,8 +66,9 @@ class TrainingRunDetailSerializer(TrainingRunSerializer):
 
 
 class TrainingStartSerializer(s.Serializer):
-    """Optional overrides of the TRAINING_* settings for this run."""
+    """A preset (default: TRAINING_PRESET) and optional overrides of its settings for this run."""
 
+    preset = s.CharField(required=False, allow_blank=True, max_length=40)
     epochs = s.IntegerField(required=False, min_value=1, max_value=1000)
     width = s.FloatField(required=False)
     image_size = s.IntegerField(required=False)
@@ -110,3 +111,18 @@ class PreannotationRequestSerializer(s.Serializer):
         if bool(attrs.get("dataset")) == bool(attrs.get("radiograph_ids")):
             raise s.ValidationError("Give either 'dataset' or 'radiograph_ids'.")
         return attrs
+
+
+class TrainingPresetSerializer(s.Serializer):
+    name = s.CharField()
+    title = s.CharField()
+    description = s.CharField()
+    device = s.CharField(help_text="cpu or cuda")
+    epochs = s.IntegerField()
+    estimate_seconds = s.IntegerField(help_text="Roughly how long a run takes on the annotated radiographs.")
+
+
+class TrainingPresetListSerializer(s.Serializer):
+    default = s.CharField(help_text="The preset a run gets when none is chosen.")
+    images = s.IntegerField(help_text="About how many radiographs a run would learn from.")
+    presets = TrainingPresetSerializer(many=True)

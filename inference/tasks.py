@@ -8,9 +8,10 @@ are idempotent, so the work completes once.
 from __future__ import annotations
 
 from celery import shared_task
-
+from celery.worker import state as worker_state
 from django.conf import settings
-from .services import radiograph_preannotate, training_run_execute, training_run_start_if_due
+
+from .services import radiograph_preannotate, training_bootstrap_if_due, training_run_execute, training_run_start_if_due
 
 _PREANNOTATE_LIMIT = settings.PREANNOTATE_TIME_LIMIT
 
@@ -27,12 +28,23 @@ def preannotate(radiograph_id: int, model_version_id: int, batch_id: int | None 
     return radiograph_preannotate(radiograph_id=radiograph_id, model_version_id=model_version_id, batch_id=batch_id)
 
 
+def worker_stopping() -> bool:
+    """True once this worker process was asked to shut down (Ctrl+C, TERM). Celery's signal handler
+    sets it in the main process, where the solo pool of ``make run`` runs its tasks; a prefork pool's
+    child never sees it, so there a warm shutdown waits for the training to end, as before."""
+    return worker_state.should_stop is not None or worker_state.should_terminate is not None
+
+
 @shared_task(name="inference.train", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def train(training_run_id: int) -> None:
-    training_run_execute(training_run_id=training_run_id)
+    # Stopped by a shutdown, the run stays live and running: ``manage.py training_bootstrap`` (run by
+    # ``make run`` at each start) queues it again and it resumes. It is not requeued from here: a
+    # worker shutting down would take the message straight back.
+    training_run_execute(training_run_id=training_run_id, should_stop=worker_stopping)
 
 
 @shared_task(name="inference.retrain_if_due", acks_late=True, ignore_result=True)
 def retrain_if_due() -> int | None:
-    run = training_run_start_if_due()
+    """Beat's check: the first model when there is none, else retraining on enough new work."""
+    run = training_bootstrap_if_due() or training_run_start_if_due()
     return run.pk if run else None

@@ -9,6 +9,7 @@ urlpatterns = [
     path("models/<int:model_version_id>/", apis.ModelDetailApi.as_view(), name="api-model"),
     path("models/<int:model_version_id>/activate/", apis.ModelActivateApi.as_view(), name="api-model-activate"),
     path("training-runs/", apis.TrainingRunListApi.as_view(), name="api-training-runs"),
+    path("training-presets/", apis.TrainingPresetListApi.as_view(), name="api-training-presets"),
     path("training-runs/<int:training_run_id>/", apis.TrainingRunDetailApi.as_view(), name="api-training-run"),
     path("preannotations/", apis.PreannotationListApi.as_view(), name="api-preannotations"),
     path("preannotations/<int:batch_id>/", apis.PreannotationDetailApi.as_view(), name="api-preannotation"),

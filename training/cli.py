@@ -1,7 +1,7 @@
-"""Command line: ``python -m training {train,evaluate,predict,verify,baselines,ablation} ...``.
+"""Command line: ``python -m training {train,crossval,evaluate,predict,verify,baselines,ablation} ...``.
 
-``train`` uses the from-scratch recipe of BENCHMARKS.md by default (lung Dice term, cosine schedule,
-generic augmentation on top of the paper's COVID copies); ``--paper`` switches to the paper's plain
+``train`` and ``crossval`` start from a preset of ``training.presets`` (``--preset cpu|paper``,
+default by device) and take options that change it; ``--paper`` switches to the paper's plain
 settings. Progress bars go to stderr, results to stdout.
 """
 
@@ -22,14 +22,8 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, help="square input size in px, a multiple of 32 (paper: 224)")
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training", description="Train, evaluate and serve CMTNet on Lungmark exports.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("train", help="train CMTNet on an export snapshot")
-    p.add_argument("--export", help="export snapshot folder (optional with --resume)")
-    p.add_argument("--run-dir", required=True, help="where config, metrics, plots and checkpoints go")
+def _add_recipe_args(p: argparse.ArgumentParser) -> None:
+    """The options of a training recipe, shared by ``train`` and ``crossval``."""
     _add_model_args(p)
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -38,21 +32,40 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int)
     p.add_argument("--workers", type=int, help="data loader worker processes (default 0)")
-    p.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt with its saved config")
     p.add_argument("--preset", help="cpu or paper (training.presets); default: paper with CUDA, else cpu")
     p.add_argument("--paper", action="store_true", help="the paper's plain settings: no Dice terms, constant lr, no generic augmentation")
     p.add_argument("--schedule", choices=["constant", "cosine"])
     p.add_argument("--lung-dice", action=argparse.BooleanOptionalAction, default=None, help="add a soft Dice term to the lung loss")
+    p.add_argument("--disease-dice", action=argparse.BooleanOptionalAction, default=None, help="add a soft Dice term to the disease loss")
+    p.add_argument("--class-balance", action=argparse.BooleanOptionalAction, default=None, help="class weights from the label counts")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help="generic rotation/shift/scale/contrast")
-    p.add_argument("--covid-copies", action=argparse.BooleanOptionalAction, default=None, help="the paper's 5 augmented copies of COVID images")
+    p.add_argument("--covid-copies", action=argparse.BooleanOptionalAction, default=None, help="the paper's augmented copies of the minority COVID class")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None, help="ImageNet VGG16-BN encoder if available")
     p.add_argument("--val-fraction", type=float, help="subject-disjoint part of train used to pick the best epoch")
     p.add_argument("--no-verify", action="store_true", help="skip the manifest sha256 check")
 
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description="Train, evaluate and serve CMTNet on Lungmark exports.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train CMTNet on an export snapshot")
+    p.add_argument("--export", help="export snapshot folder (optional with --resume)")
+    p.add_argument("--run-dir", required=True, help="where config, metrics, plots and checkpoints go")
+    p.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt with its saved config")
+    _add_recipe_args(p)
+
+    p = sub.add_parser("crossval", help="k-fold subject-disjoint cross-validation of a recipe over a whole export")
+    p.add_argument("--export", required=True, help="export snapshot folder (all its images, whatever their split)")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--out", required=True, help="folder for the fold runs, crossval.json/.md and per_image.csv")
+    _add_recipe_args(p)
+
     p = sub.add_parser("evaluate", help="score a checkpoint on an export split")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--export", required=True)
-    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--split", default="test", choices=["train", "test", "all"], help="all: the whole export (e.g. a foreign dataset)")
     p.add_argument("--out", help="metrics JSON path (roc.png is written next to it)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto")
@@ -103,7 +116,8 @@ def _train_config(args: argparse.Namespace) -> Any:
 
     run_dir = Path(args.run_dir)
     stored = run_dir / "config.json"
-    if args.resume and stored.is_file():
+    resume = getattr(args, "resume", False)
+    if resume and stored.is_file():
         config = TrainConfig.from_dict(json.loads(stored.read_text(encoding="utf-8")))
     else:
         if not args.export:
@@ -122,6 +136,10 @@ def _train_config(args: argparse.Namespace) -> Any:
     config.model = ModelConfig(**{f: getattr(model, f) for f in model.__dataclass_fields__})  # re-validate
     if args.lung_dice is not None:
         config.loss.lung_dice = args.lung_dice
+    if args.disease_dice is not None:
+        config.loss.disease_dice = args.disease_dice
+    if args.class_balance is not None:
+        config.loss.class_balance = args.class_balance
     if args.augment is not None:
         config.augment.generic = args.augment
     if args.covid_copies is not None:
@@ -133,7 +151,7 @@ def _train_config(args: argparse.Namespace) -> Any:
     if args.export:
         config.export_dir = args.export
     config.run_dir = str(run_dir)
-    config.resume = args.resume
+    config.resume = resume
     config.verify = not args.no_verify
     config.progress_bar = True
     return TrainConfig.from_dict(config.to_dict())  # re-validate the whole thing
@@ -181,6 +199,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     if result.metrics:
         print("test split:")
         print("\n".join("  " + line for line in _summary_lines(result.metrics)))
+    return 0
+
+
+def cmd_crossval(args: argparse.Namespace) -> int:
+    from training.crossval import crossval, markdown_report
+
+    args.run_dir = args.out
+    config = _train_config(args)
+    config.progress_bar = False  # one bar over the folds; the per-epoch lines go to the log
+    report = crossval(config, folds=args.folds, out_dir=args.out, progress_bar=True)
+    print(markdown_report(report))
+    print(f"written to {Path(args.out) / 'crossval.json'}, crossval.md and per_image.csv")
     return 0
 
 
@@ -307,6 +337,7 @@ def cmd_ablation(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "train": cmd_train,
+    "crossval": cmd_crossval,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
     "verify": cmd_verify,

@@ -79,15 +79,19 @@ class LossConfig:
     # of the pixels: plain per-pixel BCE is minimised by predicting no disease at all.
     disease_dice: bool = False
     disease_dice_weight: float = 1.0
+    # Not in the paper: weight the health and diagnosis losses so that each class of each label counts
+    # as much as the other over an epoch (weights from the export's label counts, training.data).
+    class_balance: bool = False
 
 
 @dataclass
 class AugmentConfig:
     """Training-time augmentation.
 
-    ``covid_copies`` is the paper's: every COVID-positive training image appears five more times,
+    ``covid_copies`` is the paper's: every image of the rare COVID class appears up to five more times,
     rotated by +10 and -10 degrees and shifted by 10 px in x, y and xy (10 px at 224 px, scaled to the
-    model size). ``generic`` adds random rotation/shift/scale/contrast to every training sample.
+    model size). The copies go to the minority class of the export (COVID-positive in the paper's data,
+    COVID-negative in a COVID-heavy one), as many as balance it (``training.data.minority_copies``). ``generic`` adds random rotation/shift/scale/contrast to every training sample.
     """
 
     covid_copies: bool = True

@@ -1,9 +1,14 @@
-"""The torch ``Dataset`` over an export snapshot, with the paper's COVID augmentation.
+"""The torch ``Dataset`` over an export snapshot, with the paper's COVID augmentation and class balance.
 
 Images and masks are resized to the model's square input (bilinear; masks thresholded back to 0/1),
 kept in memory at that size when ``cache`` is on, optionally augmented, normalised with the mean/std
 that the checkpoint stores, and repeated to the model's input channels. Each sample is a dict of
 tensors holding the targets and the per-image 0/1 loss switches that ``training.losses`` expects.
+
+Class balance comes from the export's label counts: the paper's five augmented copies were meant to
+balance a rare COVID class, so they go to whichever COVID class is the minority, and only as many as
+balance it (``minority_copies``); what imbalance remains, and that of the healthy and other-disease
+labels, is evened out by loss weights (``class_weights``).
 
 Randomness is a pure function of (seed, epoch, sample index), so a resumed run sees exactly the
 samples an uninterrupted run would have seen, whatever the number of loader workers.
@@ -61,6 +66,32 @@ def label_target(value: str, positive_is: int = 1) -> tuple[int, float]:
     return (positive_is if is_positive else 1 - positive_is), 1.0
 
 
+# The paper's augmentation gives at most five copies of an image.
+MAX_COPIES = 5
+# Loss weights are capped: a class with a handful of images must not dominate the gradient.
+MAX_CLASS_WEIGHT = 10.0
+
+
+def label_counts(values: Sequence[str]) -> tuple[int, int]:
+    """(positives, negatives) among ``positive|negative|unknown`` label values."""
+    return sum(v == "positive" for v in values), sum(v == "negative" for v in values)
+
+
+def minority_copies(records: Sequence[ExportRecord], max_copies: int = MAX_COPIES) -> tuple[str | None, int]:
+    """Which COVID class gets the paper's augmented copies, and how many copies of each of its images.
+
+    The minority class (``"positive"`` or ``"negative"``) gets ``round(majority / minority) - 1``
+    copies, at most ``max_copies``; ``(None, 0)`` when the classes are balanced or one is absent.
+    With COVID rare (the paper's data) this is the paper's five copies of every COVID image.
+    """
+    positives, negatives = label_counts([r.covid for r in records])
+    if positives == 0 or negatives == 0:
+        return None, 0
+    minority, count, majority = ("positive", positives, negatives) if positives < negatives else ("negative", negatives, positives)
+    copies = min(max_copies, max(0, round(majority / count) - 1))
+    return (minority, copies) if copies else (None, 0)
+
+
 def _sample_seed(seed: int, epoch: int, index: int) -> int:
     return zlib.crc32(f"{seed}:{epoch}:{index}".encode())
 
@@ -106,13 +137,14 @@ class ExportDataset(Dataset):
         self.epoch = 0
         self.cache = cache
         self._cache: dict[int, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = {}
-        variants = covid_variants(image_size) if augment is not None and augment.covid_copies else []
+        self.copied_class, copies = minority_copies(self.records) if augment is not None and augment.covid_copies else (None, 0)
+        variants = covid_variants(image_size)[:copies]
         # (record position, deterministic transform) pairs: the original of every image, plus the
-        # paper's five augmented copies of each COVID-positive image.
+        # paper's augmented copies of each image of the minority COVID class.
         self.items: list[tuple[int, Affine]] = []
         for i, record in enumerate(self.records):
             self.items.append((i, Affine()))
-            if record.covid == "positive":
+            if self.copied_class is not None and record.covid == self.copied_class:
                 self.items += [(i, v) for v in variants]
 
     def __len__(self) -> int:
@@ -223,3 +255,29 @@ def subject_split(records: Sequence[ExportRecord], fraction: float, seed: int) -
         held.add(subject)
         count += by_subject[subject]
     return [r for r in records if r.subject_id not in held], [r for r in records if r.subject_id in held]
+
+
+def _balancing_weight(count: int, total: int) -> float:
+    """Inverse-frequency weight of a class of a two-class label (1 when balanced), capped."""
+    if count == 0 or total == 0:
+        return 1.0
+    return min(MAX_CLASS_WEIGHT, total / (2.0 * count))
+
+
+def class_weights(dataset: ExportDataset) -> dict[str, list[float]]:
+    """Loss weights that balance each image label over the samples of an epoch (copies included).
+
+    Returns ``{"health": [w_healthy, w_unhealthy], "diagnosis_pos": [covid, other], "diagnosis_neg":
+    [covid, other]}``: per-class weights of the health cross-entropy and of the positive and negative
+    terms of the two diagnosis BCEs. Each is ``total / (2 * class count)`` over the samples with that
+    label (1 for a balanced label), capped at ``MAX_CLASS_WEIGHT``.
+    """
+    records = [dataset.records[position] for position, _ in dataset.items]
+    weights: dict[str, list[float]] = {"health": [], "diagnosis_pos": [], "diagnosis_neg": []}
+    healthy, unhealthy = label_counts([r.healthy for r in records])
+    weights["health"] = [_balancing_weight(healthy, healthy + unhealthy), _balancing_weight(unhealthy, healthy + unhealthy)]
+    for field_name in ("covid", "other_disease"):
+        positives, negatives = label_counts([getattr(r, field_name) for r in records])
+        weights["diagnosis_pos"].append(_balancing_weight(positives, positives + negatives))
+        weights["diagnosis_neg"].append(_balancing_weight(negatives, positives + negatives))
+    return weights

@@ -5,7 +5,12 @@ metric is undefined for the split):
 
 - ``lung_dice``, ``lung_iou``: mean per image over images with a lung mask (prediction = p >= 0.5);
 - ``lung_box_iou`` (mean of ``lung_box_iou_right``/``_left``): boxes from ``lung_boxes_from_mask``
-  of the predicted vs the ground-truth mask;
+  of the predicted vs the ground-truth mask, at model resolution;
+- ``lung_box_iou_annotated`` (and ``_right``/``_left``): the boxes of the predicted lung map brought
+  to the image's own size (as pre-annotation does) against the annotated boxes of coco.json, for
+  images that have them; ``lung_boxes_both_iou_0_9`` / ``_0_8``: the share of those images where
+  both boxes reach that IoU; ``lung_box_bottom_error``: mean (predicted - annotated) bottom edge as a
+  fraction of the image height (negative: boxes end too high);
 - ``disease_dice``, ``disease_iou``: mean per image over images whose disease mask is not empty;
 - ``covid_accuracy`` (p >= 0.5), ``covid_auc``, ``covid_sensitivity_at_99_specificity``,
   ``covid_sensitivity_at_90_specificity``, ``covid_eer``, over images whose COVID label is known;
@@ -13,7 +18,8 @@ metric is undefined for the split):
 - counts (``n_images``, ``lung_images``, ``disease_images``, ``covid_positives``, ...) and
   ``covid_roc`` {"fpr", "tpr"} for plotting.
 
-Segmentation metrics are computed at the model's input resolution, as in the paper.
+Segmentation metrics are computed at the model's input resolution, as in the paper. ``run_model``
+also keeps one row per image (``SplitOutputs.rows``) for per-image tables.
 """
 
 from __future__ import annotations
@@ -31,17 +37,10 @@ from torch.utils.data import DataLoader
 from training.checkpoint import load_model
 from training.config import LossConfig
 from training.data import ExportDataset
-from training.export import read_export
+from training.boxes import lung_boxes_from_mask, scale_box
+from training.export import annotated_lung_boxes, read_export
 from training.losses import multitask_loss
-from training.metrics import (
-    box_iou,
-    classification_metrics,
-    dice_score,
-    iou_score,
-    lung_boxes_from_mask,
-    mean_or_none,
-    roc_curve,
-)
+from training.metrics import box_iou, classification_metrics, dice_score, iou_score, mean_or_none, roc_curve
 from training.model import CMTNet, predict_proba
 from training.plots import plot_roc
 from training.runtime import resolve_device
@@ -49,6 +48,9 @@ from training.runtime import resolve_device
 log = logging.getLogger(__name__)
 
 MASK_THRESHOLD = 0.5
+# The predicted lung map is brought to the image's size for the annotated-box comparison, capped at
+# this longer side: finer than any model input, and cheap for multi-megapixel originals.
+BOX_MAX_SIDE = 1024
 
 
 @dataclass
@@ -68,12 +70,32 @@ class SplitOutputs:
     healthy_label: list[int] = field(default_factory=list)
     covid_label: list[int] = field(default_factory=list)
     other_label: list[int] = field(default_factory=list)
+    lung_box_iou_annotated_right: list[float | None] = field(default_factory=list)
+    lung_box_iou_annotated_left: list[float | None] = field(default_factory=list)
+    lung_box_bottom_error: list[float] = field(default_factory=list)
     embeddings: list[np.ndarray] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)  # one per image, every per-image value
     loss: float | None = None
 
 
 def _label(value: torch.Tensor, switch: torch.Tensor) -> int:
     return int(value) if float(switch) > 0 else -1
+
+
+def predicted_lung_boxes(lung_prob: torch.Tensor, *, width: int, height: int) -> dict[str, list[float] | None]:
+    """The lung boxes of a model-size lung probability map, in the pixels of a ``width`` x ``height`` image.
+
+    The map is resized (bilinear) to the image's size, capped at ``BOX_MAX_SIDE``, thresholded and
+    boxed there, as pre-annotation does at full size: box edges are then finer than the model's pixels.
+
+    Shape:
+        lung_prob (S, S) float in [0, 1] -> {"right": box | None, "left": box | None}
+    """
+    scale = min(1.0, BOX_MAX_SIDE / max(width, height))
+    w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    resized = torch.nn.functional.interpolate(lung_prob[None, None].float(), size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+    boxes = lung_boxes_from_mask((resized >= MASK_THRESHOLD).cpu().numpy())
+    return {side: scale_box(box, sx=width / w, sy=height / h) for side, box in boxes.items()}
 
 
 @torch.inference_mode()
@@ -87,10 +109,13 @@ def run_model(
     keep_embeddings: bool = False,
     progress: bool = False,
     amp: bool = False,
+    annotated_boxes: dict[str, dict[str, list[float]]] | None = None,
 ) -> SplitOutputs:
     """Run ``model`` over ``dataset`` (no augmentation expected) and collect per-image results.
 
-    With ``loss_config`` the mean multi-task loss over batches is filled in too (validation).
+    With ``loss_config`` the mean multi-task loss over batches is filled in too (validation). With
+    ``annotated_boxes`` (``training.export.annotated_lung_boxes``) the predicted lung boxes are also
+    scored against the annotated ones.
     """
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
@@ -109,19 +134,39 @@ def run_model(
             losses.append((float(multitask_loss(output, batch, loss_config).total), len(images)))
         proba = predict_proba(output)
         for i in range(len(images)):
-            out.image_ids.append(dataset.records[int(batch["index"][i])].image_id)
+            record = dataset.records[int(batch["index"][i])]
+            row: dict[str, Any] = {"image_id": record.image_id, "subject": record.subject_id}
+            out.image_ids.append(record.image_id)
             if proba.lung is not None and batch["has_lung_mask"][i] > 0:
                 pred = (proba.lung[i] >= MASK_THRESHOLD).cpu().numpy()
                 true = batch["lung_mask"][i].numpy() > 0.5
-                out.lung_dice.append(dice_score(pred, true))
-                out.lung_iou.append(iou_score(pred, true))
                 pred_boxes, true_boxes = lung_boxes_from_mask(pred), lung_boxes_from_mask(true)
-                out.lung_box_iou_right.append(box_iou(pred_boxes["right"], true_boxes["right"]))
-                out.lung_box_iou_left.append(box_iou(pred_boxes["left"], true_boxes["left"]))
+                row.update(
+                    lung_dice=dice_score(pred, true),
+                    lung_iou=iou_score(pred, true),
+                    lung_box_iou_right=box_iou(pred_boxes["right"], true_boxes["right"]),
+                    lung_box_iou_left=box_iou(pred_boxes["left"], true_boxes["left"]),
+                )
+                out.lung_dice.append(row["lung_dice"])
+                out.lung_iou.append(row["lung_iou"])
+                out.lung_box_iou_right.append(row["lung_box_iou_right"])
+                out.lung_box_iou_left.append(row["lung_box_iou_left"])
+            annotated = (annotated_boxes or {}).get(record.image_id)
+            if proba.lung is not None and annotated is not None:
+                boxes = predicted_lung_boxes(proba.lung[i], width=record.width, height=record.height)
+                row["lung_box_iou_annotated_right"] = box_iou(boxes["right"], annotated["right"])
+                row["lung_box_iou_annotated_left"] = box_iou(boxes["left"], annotated["left"])
+                out.lung_box_iou_annotated_right.append(row["lung_box_iou_annotated_right"])
+                out.lung_box_iou_annotated_left.append(row["lung_box_iou_annotated_left"])
+                bottoms = [(boxes[s][3] - annotated[s][3]) / record.height for s in ("right", "left") if boxes[s] is not None]
+                if bottoms:
+                    row["lung_box_bottom_error"] = float(np.mean(bottoms))
+                    out.lung_box_bottom_error.append(row["lung_box_bottom_error"])
             if proba.disease is not None and batch["has_disease_mask"][i] > 0 and batch["disease_mask"][i].any():
                 pred = (proba.disease[i] >= MASK_THRESHOLD).cpu().numpy()
                 true = batch["disease_mask"][i].numpy() > 0.5
-                out.disease_dice.append(dice_score(pred, true))
+                row["disease_dice"] = dice_score(pred, true)
+                out.disease_dice.append(row["disease_dice"])
                 out.disease_iou.append(iou_score(pred, true))
             out.healthy_prob.append(float(proba.healthy[i]) if proba.healthy is not None else float("nan"))
             out.covid_prob.append(float(proba.covid[i]) if proba.covid is not None else float("nan"))
@@ -130,6 +175,11 @@ def run_model(
             out.healthy_label.append(_label(1 - batch["health"][i], batch["has_health"][i]))
             out.covid_label.append(_label(batch["diagnosis"][i, 0], batch["has_covid"][i]))
             out.other_label.append(_label(batch["diagnosis"][i, 1], batch["has_other"][i]))
+            row.update(
+                healthy_prob=out.healthy_prob[-1], covid_prob=out.covid_prob[-1], other_disease_prob=out.other_prob[-1],
+                healthy_label=out.healthy_label[-1], covid_label=out.covid_label[-1], other_disease_label=out.other_label[-1],
+            )
+            out.rows.append(row)
             if keep_embeddings:
                 out.embeddings.append(output.embedding[i].float().cpu().numpy())
     if losses:
@@ -155,6 +205,7 @@ def summarize(outputs: SplitOutputs) -> dict[str, Any]:
         "lung_box_iou": mean_or_none(box_means),
         "lung_box_iou_right": mean_or_none(outputs.lung_box_iou_right),
         "lung_box_iou_left": mean_or_none(outputs.lung_box_iou_left),
+        **_annotated_box_metrics(outputs),
         "disease_images": len(outputs.disease_dice),
         "disease_dice": mean_or_none(outputs.disease_dice),
         "disease_iou": mean_or_none(outputs.disease_iou),
@@ -177,6 +228,23 @@ def summarize(outputs: SplitOutputs) -> dict[str, Any]:
     return metrics
 
 
+def _annotated_box_metrics(outputs: SplitOutputs) -> dict[str, Any]:
+    pairs = list(zip(outputs.lung_box_iou_annotated_right, outputs.lung_box_iou_annotated_left))
+
+    def both_at_least(level: float) -> float | None:
+        return float(np.mean([(r or 0.0) >= level and (l or 0.0) >= level for r, l in pairs])) if pairs else None
+
+    return {
+        "lung_box_images": len(pairs),
+        "lung_box_iou_annotated": mean_or_none([mean_or_none([r, l]) for r, l in pairs]),
+        "lung_box_iou_annotated_right": mean_or_none(outputs.lung_box_iou_annotated_right),
+        "lung_box_iou_annotated_left": mean_or_none(outputs.lung_box_iou_annotated_left),
+        "lung_boxes_both_iou_0_9": both_at_least(0.9),
+        "lung_boxes_both_iou_0_8": both_at_least(0.8),
+        "lung_box_bottom_error": mean_or_none(outputs.lung_box_bottom_error),
+    }
+
+
 def write_metrics(metrics: dict[str, Any], out: str | Path, roc_title: str = "COVID ROC") -> tuple[Path, Path]:
     """Write ``metrics`` as JSON to ``out`` and the COVID ROC curve to ``roc.png`` next to it."""
     out = Path(out)
@@ -185,6 +253,40 @@ def write_metrics(metrics: dict[str, Any], out: str | Path, roc_title: str = "CO
     roc = metrics.get("covid_roc")
     roc_path = plot_roc({"CMTNet": None if roc is None else {**roc, "auc": metrics.get("covid_auc")}}, out.parent / "roc.png", roc_title)
     return out, roc_path
+
+
+def score_checkpoint(
+    checkpoint_path: str | Path,
+    export_dir: str | Path,
+    split: str = "test",
+    *,
+    batch_size: int = 8,
+    device: str = "auto",
+    progress: bool = False,
+) -> tuple[dict[str, Any], SplitOutputs]:
+    """The metrics dict of ``evaluate`` and the per-image results behind it (``SplitOutputs.rows``)."""
+    torch_device = resolve_device(device)
+    model, checkpoint = load_model(checkpoint_path, torch_device)
+    export = read_export(export_dir)
+    records = export.split(split)  # "all" scores the whole export, e.g. a foreign dataset
+    if not records:
+        log.warning("split %r of %s has no images", split, export_dir)
+    dataset = ExportDataset(
+        export.root,
+        records,
+        image_size=model.config.image_size,
+        in_channels=model.config.in_channels,
+        normalization=checkpoint["normalization"],
+        augment=None,
+        cache=False,
+    )
+    outputs = run_model(
+        model, dataset, device=torch_device, batch_size=batch_size, progress=progress, annotated_boxes=annotated_lung_boxes(export.root)
+    )
+    metrics = summarize(outputs)
+    metrics["split"] = split
+    metrics["checkpoint"] = str(checkpoint_path)
+    return metrics, outputs
 
 
 def evaluate(
@@ -197,31 +299,14 @@ def evaluate(
     device: str = "auto",
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Score a checkpoint on one split of an export; optionally write ``out`` (JSON) and ``roc.png``.
+    """Score a checkpoint on one split of an export (``train``, ``test`` or ``all``); optionally write
+    ``out`` (JSON) and ``roc.png``.
 
     The images are prepared exactly like training images (checkpoint's size and normalisation, no
     augmentation). Returns the metrics dict described in the module docstring, plus ``split`` and
     ``checkpoint``.
     """
-    torch_device = resolve_device(device)
-    model, checkpoint = load_model(checkpoint_path, torch_device)
-    export = read_export(export_dir)
-    records = export.split(split)
-    if not records:
-        log.warning("split %r of %s has no images", split, export_dir)
-    dataset = ExportDataset(
-        export.root,
-        records,
-        image_size=model.config.image_size,
-        in_channels=model.config.in_channels,
-        normalization=checkpoint["normalization"],
-        augment=None,
-        cache=False,
-    )
-    outputs = run_model(model, dataset, device=torch_device, batch_size=batch_size, progress=progress)
-    metrics = summarize(outputs)
-    metrics["split"] = split
-    metrics["checkpoint"] = str(checkpoint_path)
+    metrics, _ = score_checkpoint(checkpoint_path, export_dir, split, batch_size=batch_size, device=device, progress=progress)
     if out is not None:
         write_metrics(metrics, out, roc_title=f"COVID ROC ({split} split)")
     return metrics

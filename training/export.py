@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 EXPORT_FORMAT = "lungmark-export/1"
 MANIFEST = "manifest.json"
+COCO = "coco.json"
+# COCO category names of the two lung boxes (patient sides), as export_masks writes them.
+LUNG_BOX_CATEGORIES = {"Right Lung": "right", "Left Lung": "left"}
 LABELS = "labels.csv"
 LABEL_COLUMNS: tuple[str, ...] = (
     "image_id",
@@ -86,6 +89,9 @@ class Export:
     records: list[ExportRecord]
 
     def split(self, name: str) -> list[ExportRecord]:
+        """The rows of one split (``train`` or ``test``), or every row for ``all``."""
+        if name == "all":
+            return list(self.records)
         return [r for r in self.records if r.split == name]
 
     @property
@@ -179,6 +185,33 @@ def read_export(root: str | Path) -> Export:
         for row in rows
     ]
     return Export(root=root, manifest=manifest if isinstance(manifest, dict) else {}, records=records)
+
+
+def annotated_lung_boxes(root: str | Path) -> dict[str, dict[str, list[float]]]:
+    """The accepted lung boxes of each image from the export's coco.json, in original pixels.
+
+    ``{image_id: {"right": [x0, y0, x1, y1], "left": [...]}}`` (half-open), for images with both
+    boxes; empty when the export has no coco.json. These are what annotators drew or accepted, which
+    differ from the tight boxes of a lung outline (they include the costophrenic angles, for one).
+    Raises ``ExportError`` when coco.json exists but cannot be read.
+    """
+    path = Path(root) / COCO
+    if not path.is_file():
+        return {}
+    try:
+        coco = json.loads(path.read_text(encoding="utf-8"))
+        categories = {c["id"]: LUNG_BOX_CATEGORIES.get(c["name"]) for c in coco.get("categories", [])}
+        image_ids = {im["id"]: Path(im["file_name"]).stem for im in coco.get("images", [])}
+        boxes: dict[str, dict[str, list[float]]] = {}
+        for annotation in coco.get("annotations", []):
+            side = categories.get(annotation["category_id"])
+            if side is None or annotation["image_id"] not in image_ids:
+                continue
+            x, y, w, h = (float(v) for v in annotation["bbox"])
+            boxes.setdefault(image_ids[annotation["image_id"]], {})[side] = [x, y, x + w, y + h]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ExportError(f"{path}: unreadable COCO annotations ({exc})") from exc
+    return {image_id: sides for image_id, sides in boxes.items() if len(sides) == 2}
 
 
 def verify_export(path: str | Path) -> list[str]:

@@ -52,24 +52,32 @@ def mask_soft_dice(logits: Tensor, target: Tensor, eps: float = 1.0) -> Tensor:
     return 1.0 - (2.0 * intersection + eps) / (prob.sum(dim=1) + t.sum(dim=1) + eps)
 
 
-def health_ce(logits: Tensor, target: Tensor) -> Tensor:
-    """Cross-entropy of healthy/unhealthy (eq. 5).
+def health_ce(logits: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Cross-entropy of healthy/unhealthy (eq. 5), optionally with per-class weights.
 
     Shape:
-        logits (N, 2) [healthy, unhealthy], target (N,) with 0 = healthy, 1 = unhealthy -> (N,)
+        logits (N, 2) [healthy, unhealthy], target (N,) with 0 = healthy, 1 = unhealthy,
+        weight (2,) or None -> (N,)
     """
-    return F.cross_entropy(logits.float(), target.long(), reduction="none")
+    return F.cross_entropy(logits.float(), target.long(), weight=weight, reduction="none")
 
 
-def diagnosis_bce(logits: Tensor, target: Tensor) -> Tensor:
+def diagnosis_bce(logits: Tensor, target: Tensor, pos_weight: Tensor | None = None, neg_weight: Tensor | None = None) -> Tensor:
     """Element-wise binary cross-entropy of the multi-label [COVID, other disease] output (eq. 7).
 
-    Kept per label so that each label can have its own switch.
+    Kept per label so that each label can have its own switch. ``pos_weight``/``neg_weight`` (2,)
+    scale the positive and negative terms of each label (class balance).
 
     Shape:
         logits (N, 2) [covid, other_disease], target (N, 2) in {0, 1} -> (N, 2)
     """
-    return F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
+    per_label = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
+    if pos_weight is None and neg_weight is None:
+        return per_label
+    t = target.float()
+    pos = pos_weight if pos_weight is not None else torch.ones_like(per_label[0])
+    neg = neg_weight if neg_weight is not None else torch.ones_like(per_label[0])
+    return per_label * (t * pos + (1 - t) * neg)
 
 
 def masked_mean(per_item: Tensor, switch: Tensor) -> Tensor | None:
@@ -88,7 +96,12 @@ def masked_mean(per_item: Tensor, switch: Tensor) -> Tensor | None:
     return torch.where(on, per_item, torch.zeros_like(per_item)).sum() / count
 
 
-def multitask_loss(output: CMTNetOutput, batch: Mapping[str, Tensor], config: LossConfig | None = None) -> LossBreakdown:
+def multitask_loss(
+    output: CMTNetOutput,
+    batch: Mapping[str, Tensor],
+    config: LossConfig | None = None,
+    class_weights: Mapping[str, list[float]] | None = None,
+) -> LossBreakdown:
     """The switch-masked multi-task loss of eq. 8: sum over tasks of weight x mean over labelled images.
 
     ``batch`` holds the targets and switches that ``training.data`` produces:
@@ -97,11 +110,15 @@ def multitask_loss(output: CMTNetOutput, batch: Mapping[str, Tensor], config: Lo
     ``has_disease_mask``, ``has_health``, ``has_covid``, ``has_other`` (N,). Tasks whose output is
     ``None`` (not in the model) are skipped.
 
+    ``class_weights`` (``training.data.class_weights``) weights the classes of the health and diagnosis
+    losses; it is used when ``config.class_balance`` is on.
+
     Shape:
         outputs as in ``CMTNetOutput``, targets as above -> ``LossBreakdown`` (scalar total)
     """
     config = config or LossConfig()
     device = output.embedding.device
+    weights = {k: torch.tensor(v, device=device) for k, v in class_weights.items()} if config.class_balance and class_weights else {}
     terms: list[Tensor] = []
     parts: dict[str, float] = {}
 
@@ -124,10 +141,12 @@ def multitask_loss(output: CMTNetOutput, batch: Mapping[str, Tensor], config: Lo
         if config.disease_dice:
             add("disease_dice", config.disease_dice_weight, masked_mean(mask_soft_dice(output.disease_logits, target), switch))
     if output.health_logits is not None:
-        per_image = health_ce(output.health_logits, batch["health"].to(device))
+        per_image = health_ce(output.health_logits, batch["health"].to(device), weights.get("health"))
         add("health", config.health_weight, masked_mean(per_image, batch["has_health"].to(device)))
     if output.diagnosis_logits is not None:
-        per_label = diagnosis_bce(output.diagnosis_logits, batch["diagnosis"].to(device))
+        per_label = diagnosis_bce(
+            output.diagnosis_logits, batch["diagnosis"].to(device), weights.get("diagnosis_pos"), weights.get("diagnosis_neg")
+        )
         switches = torch.stack([batch["has_covid"], batch["has_other"]], dim=1).to(device)
         add("diagnosis", config.diagnosis_weight, masked_mean(per_label, switches))
 

@@ -1,7 +1,7 @@
 """The paper's metrics as pure functions over numpy arrays.
 
-Segmentation: Dice and IoU per image; lung boxes derived from a lung mask
-(``lung_boxes_from_mask``, reused by the inference worker) and their IoU against the ground truth.
+Segmentation: Dice and IoU per image; the IoU of the lung boxes derived from two lung masks (the
+lung-box rule and ``box_iou`` are ``training.boxes``'s, shared with the inference worker).
 Classification: ROC curve and AUC, COVID sensitivity at 99% and 90% specificity, equal error rate,
 accuracy. Degenerate inputs (no positives or no negatives) give ``None``, never an exception.
 
@@ -14,16 +14,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage
 
-Box = list[int]
+# The lung-box rule and box IoU live in training.boxes (shared with pre-annotation); re-exported here
+# because the metrics are where callers look for them.
+from training.boxes import MIN_SECOND_LUNG_FRACTION, Box, box_iou, lung_boxes_from_mask  # noqa: F401
+from training.boxes import lung_box_iou as boxes_iou
 
 # numpy 2 renamed trapz; requirements allow numpy 1.26.
 _trapezoid = getattr(np, "trapezoid", None) or getattr(np, "trapz")
-
-# A second connected component counts as the other lung only if it is at least this fraction of the
-# largest one; smaller blobs are noise, and the lungs are then treated as merged.
-MIN_SECOND_LUNG_FRACTION = 0.1
 
 
 def dice_score(pred: np.ndarray, target: np.ndarray) -> float:
@@ -52,67 +50,9 @@ def iou_score(pred: np.ndarray, target: np.ndarray) -> float:
     return int(np.logical_and(p, t).sum()) / union
 
 
-def _bbox(mask: np.ndarray) -> Box | None:
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return None
-    return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
-
-
-def lung_boxes_from_mask(mask: np.ndarray) -> dict[str, Box | None]:
-    """The patient's right and left lung boxes from a binary lung mask.
-
-    The two largest connected components (8-connectivity) are the lungs: the one further left in the
-    image is the patient's *right* lung. If there is only one sizeable component (the lungs touch),
-    it is split at the image's vertical midline. Boxes are ``[x0, y0, x1, y1]`` half-open pixels;
-    a side with no pixels is ``None``.
-
-    Shape:
-        mask (H, W) bool-like -> {"right": box | None, "left": box | None}
-    """
-    binary = np.asarray(mask, dtype=bool)
-    if binary.ndim != 2:
-        raise ValueError(f"expected a 2-D mask, got shape {binary.shape}")
-    labels, count = ndimage.label(binary, structure=np.ones((3, 3), dtype=bool))
-    if count == 0:
-        return {"right": None, "left": None}
-    sizes = np.bincount(labels.ravel())[1:]
-    order = np.argsort(sizes)[::-1]
-    largest = labels == order[0] + 1
-    midline = binary.shape[1] / 2.0
-    if count >= 2 and sizes[order[1]] >= MIN_SECOND_LUNG_FRACTION * sizes[order[0]]:
-        second = labels == order[1] + 1
-        centre_a = np.nonzero(largest)[1].mean()
-        centre_b = np.nonzero(second)[1].mean()
-        # Two lungs on the same side of the midline means the split is wrong (e.g. one lung in two
-        # pieces): fall back to the midline split of both.
-        if (centre_a < midline) != (centre_b < midline):
-            image_left, image_right = (largest, second) if centre_a < centre_b else (second, largest)
-            return {"right": _bbox(image_left), "left": _bbox(image_right)}
-        largest = largest | second
-    columns = np.arange(binary.shape[1])[None, :]
-    split = int(np.ceil(midline))
-    return {"right": _bbox(largest & (columns < split)), "left": _bbox(largest & (columns >= split))}
-
-
-def box_iou(a: Sequence[float] | None, b: Sequence[float] | None) -> float | None:
-    """IoU of two half-open ``[x0, y0, x1, y1]`` boxes; 0 if exactly one is missing, None if both are."""
-    if a is None and b is None:
-        return None
-    if a is None or b is None:
-        return 0.0
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    intersection = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection
-    return float(intersection / union) if union > 0 else 0.0
-
-
 def lung_box_iou(pred_mask: np.ndarray, true_mask: np.ndarray) -> float | None:
     """Mean IoU of the right and left lung boxes derived from the predicted and true masks."""
-    pred, true = lung_boxes_from_mask(pred_mask), lung_boxes_from_mask(true_mask)
-    values = [v for v in (box_iou(pred["right"], true["right"]), box_iou(pred["left"], true["left"])) if v is not None]
-    return float(np.mean(values)) if values else None
+    return boxes_iou(lung_boxes_from_mask(pred_mask), lung_boxes_from_mask(true_mask))
 
 
 def _binary_inputs(labels: Sequence[float], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -210,6 +150,42 @@ def classification_metrics(labels: Sequence[float], scores: Sequence[float], thr
         f"{prefix}positives": int((y == 1).sum()),
         f"{prefix}negatives": int((y == 0).sum()),
     }
+
+
+def bootstrap_ci(
+    labels: Sequence[float],
+    scores: Sequence[float],
+    statistic=None,
+    *,
+    groups: Sequence[str] | None = None,
+    resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """Percentile bootstrap confidence interval of ``statistic(labels, scores)`` (default: ROC AUC).
+
+    With ``groups`` (e.g. subject ids) whole groups are resampled, so that a patient's several images
+    count as one draw. Resamples where the statistic is undefined (one class only) are skipped;
+    ``None`` when the statistic is undefined on the data itself.
+    """
+    statistic = statistic or roc_auc
+    y, s = np.asarray(labels, dtype=float), np.asarray(scores, dtype=float)
+    if statistic(y, s) is None:
+        return None
+    keys = np.asarray(groups if groups is not None else np.arange(len(y)))
+    unique, inverse = np.unique(keys, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(len(unique))]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        picked = np.concatenate([members[g] for g in rng.integers(0, len(unique), size=len(unique))])
+        value = statistic(y[picked], s[picked])
+        if value is not None:
+            values.append(value)
+    if not values:
+        return None
+    tail = (1.0 - level) / 2.0 * 100
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
 
 
 def mean_or_none(values: Sequence[float | None]) -> float | None:

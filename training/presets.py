@@ -29,7 +29,7 @@ def _cpu_config(export_dir: str, run_dir: str) -> TrainConfig:
         export_dir=export_dir,
         run_dir=run_dir,
         model=ModelConfig(width=0.25, image_size=128, pretrained=False),
-        loss=LossConfig(lung_dice=True, disease_dice=True),
+        loss=LossConfig(lung_dice=True, disease_dice=True, class_balance=True),
         augment=AugmentConfig(generic=True),
         epochs=30,
         batch_size=8,
@@ -44,7 +44,7 @@ def _paper_config(export_dir: str, run_dir: str) -> TrainConfig:
         export_dir=export_dir,
         run_dir=run_dir,
         model=ModelConfig(width=1.0, image_size=224, pretrained=True),
-        loss=LossConfig(lung_dice=True, disease_dice=True),
+        loss=LossConfig(lung_dice=True, disease_dice=True, class_balance=True),
         augment=AugmentConfig(generic=True),
         epochs=30,
         batch_size=16,
@@ -68,7 +68,7 @@ class Preset:
     title: str
     description: str
     device: str
-    build: Callable[[str, str], TrainConfig] = dataclasses.field(repr=False, compare=False, default=_cpu_config)
+    build: Callable[[str, str], TrainConfig] = dataclasses.field(repr=False, compare=False)
     seconds_per_sample: float = 0.0
     setup_seconds: float = 0.0
 

@@ -37,9 +37,9 @@ from torch.utils.data import DataLoader
 
 from training.checkpoint import load_checkpoint, save_checkpoint, write_checkpoint
 from training.config import TASK_DIAGNOSIS, TASK_DISEASE, TASK_LUNG, TrainConfig, model_config_from_dict, model_config_to_dict
-from training.data import IMAGENET_NORMALIZATION, ExportDataset, compute_normalization, subject_split
+from training.data import IMAGENET_NORMALIZATION, ExportDataset, class_weights, compute_normalization, subject_split
 from training.evaluate import run_model, summarize, write_metrics
-from training.export import ExportError, read_export, verify_export
+from training.export import ExportError, annotated_lung_boxes, read_export, verify_export
 from training.losses import multitask_loss
 from training.model import CMTNet, build_model
 from training.plots import plot_loss_curves
@@ -179,6 +179,8 @@ def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None
         )
     train_set.normalization = normalization
     val_set = dataset(val_records, None)
+    balance = class_weights(train_set)
+    annotated = annotated_lung_boxes(export.root)
 
     model.to(device)
     if device.type == "cuda":
@@ -194,6 +196,8 @@ def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None
         "device": str(device),
         "train_images": len(train_records),
         "train_samples_per_epoch": len(train_set),
+        "covid_copies_of": train_set.copied_class,
+        "class_weights": balance if config.loss.class_balance else None,
         "val_images": len(val_records),
         "test_images": len(export.split("test")),
         "export": export.identity,
@@ -229,7 +233,7 @@ def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None
             group["lr"] = lr
         sums = EpochSums.from_dict(partial) if partial else EpochSums()
         partial = None
-        steps = _train_epoch(model, train_set, optimizer, config, device, epoch, lr, progress, should_stop, sums)
+        steps = _train_epoch(model, train_set, optimizer, config, device, epoch, lr, progress, should_stop, sums, balance)
         if sums.stopped:
             save_checkpoint(
                 last_path,
@@ -247,7 +251,11 @@ def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None
 
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_parts": train_parts}
         if len(val_set):
-            val = summarize(run_model(model, val_set, device=device, batch_size=config.batch_size, loss_config=config.loss, amp=config.amp))
+            val = summarize(
+                run_model(
+                    model, val_set, device=device, batch_size=config.batch_size, loss_config=config.loss, amp=config.amp, annotated_boxes=annotated
+                )
+            )
             row["val_loss"] = val.get("loss")
             row.update({f"val_{k}": val[k] for k in VAL_METRICS})
         row["seconds"] = round(time.monotonic() - epoch_started, 2)
@@ -339,7 +347,7 @@ class EpochSums:
 
 
 # Validation metrics recorded in every epoch's row; the first three choose the best epoch.
-VAL_METRICS = ("lung_dice", "lung_box_iou", "disease_dice", "covid_auc", "healthy_accuracy")
+VAL_METRICS = ("lung_dice", "lung_box_iou", "lung_box_iou_annotated", "disease_dice", "covid_auc", "healthy_accuracy")
 _SELECTION = {TASK_LUNG: "val_lung_dice", TASK_DISEASE: "val_disease_dice", TASK_DIAGNOSIS: "val_covid_auc"}
 
 
@@ -377,6 +385,7 @@ def _train_epoch(
     progress: ProgressCallback | None,
     should_stop: StopCheck | None,
     sums: EpochSums,
+    balance: dict[str, list[float]],
 ) -> int:
     """One pass over the shuffled training samples, from step ``sums.steps`` on; returns the epoch's
     number of steps. ``sums`` collects the losses; ``sums.stopped`` is set when ``should_stop`` said so."""
@@ -408,7 +417,7 @@ def _train_epoch(
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             output = model(images)
-        loss = multitask_loss(output, batch, config.loss)
+        loss = multitask_loss(output, batch, config.loss, balance)
         optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
         optimizer.step()
@@ -456,7 +465,16 @@ def _score_on_test(
         augment=None,
         cache=False,
     )
-    metrics = summarize(run_model(model, test_set, device=device, batch_size=config.batch_size, progress=config.progress_bar, amp=config.amp))
+    outputs = run_model(
+        model,
+        test_set,
+        device=device,
+        batch_size=config.batch_size,
+        progress=config.progress_bar,
+        amp=config.amp,
+        annotated_boxes=annotated_lung_boxes(export_root),
+    )
+    metrics = summarize(outputs)
     metrics["split"] = "test"
     metrics["epoch"] = best["epoch"]
     write_metrics(metrics, run_dir / "test_metrics.json", roc_title="COVID ROC (test split)")

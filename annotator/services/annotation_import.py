@@ -15,7 +15,7 @@ import numpy as np
 from django.db import transaction
 from django.db.models import F
 
-from ..constants import SOURCE_FINDING_MAP, SOURCE_LUNG_LABELS, AnnotationSource, FindingLabel, LungStatus, RegionStatus
+from ..constants import SOURCE_ANATOMY_LABELS, SOURCE_FINDING_MAP, SOURCE_LUNG_LABELS, AnnotationSource, FindingLabel, LungStatus, RegionStatus
 from ..errors import DomainError, InvalidImage, InvalidInput
 from ..geometry import box_validate, coco_bbox_to_box, mask_bbox, mask_crop, polygons_rasterise, sides_from_boxes
 from ..imaging.encode import decode_mask_png, mask_png_bytes
@@ -234,11 +234,18 @@ def _from_box_file(radiograph: Radiograph) -> bool:
 
 
 def findings_import(*, dataset: Dataset, path: Path, actor=None) -> dict:
-    """``file, label, mask`` rows: full-size 0/255 masks. Lung outlines become lung masks; finding
-    labels are mapped onto the design's list; unknown labels are kept and flagged."""
+    """``file, label, mask`` rows: full-size 0/255 masks. Lung outlines become lung masks; other
+    anatomy (the cardiomediastinum...) is skipped, never stored as a finding; finding labels are
+    mapped onto the design's list; unknown labels are kept and flagged.
+
+    A row whose mask cannot be used (missing, not a binary PNG, or not the size of its radiograph)
+    is refused with an error naming the row; the image's other rows still import. A mask of another
+    size is never rescaled: it may have been drawn on a different crop, or a different image.
+    """
     path = Path(path)
     report = _section()
     report["flagged_labels"] = []
+    report["anatomy"] = {}
     try:
         rows = list(csv.DictReader(path.read_text(encoding="utf-8-sig").splitlines()))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
@@ -246,8 +253,8 @@ def findings_import(*, dataset: Dataset, path: Path, actor=None) -> dict:
     if rows and not {"file", "label", "mask"} <= set(rows[0].keys()):
         raise InvalidInput(f"{path.name} needs the columns file, label, mask.")
     by_file: dict = defaultdict(list)
-    for row in rows:
-        by_file[Path((row.get("file") or "").strip()).name].append(row)
+    for line, row in enumerate(rows, start=2):  # line 1 is the header
+        by_file[Path((row.get("file") or "").strip()).name].append((line, row))
     radiographs = _radiographs_by_name(dataset, by_file)
     for name, file_rows in by_file.items():
         radiograph = radiographs.get(name)
@@ -255,61 +262,51 @@ def findings_import(*, dataset: Dataset, path: Path, actor=None) -> dict:
             report["unknown_images"].append(name)
             continue
         try:
-            changed = _findings_store(radiograph=radiograph, rows=file_rows, base=path.parent, actor=actor, report=report)
+            changed = _findings_store(radiograph=radiograph, name=name, rows=file_rows, base=path.parent, actor=actor, report=report)
         except (DomainError, *MALFORMED) as exc:
             report["errors"].append({"file": name, "error": _malformed(exc)})
             continue
         report["images" if changed else "unchanged"] += 1
+    report["notes"] = [
+        f"{label}: {count} mask(s) skipped (anatomy, not a finding)" if kept is None else f"{label}: {count} mask(s) kept as {kept}"
+        for label, (count, kept) in sorted(report.pop("anatomy").items())
+    ]
     return report
 
 
-# A mask drawn on a rescaled copy of the image is resized to it when its aspect ratio is this close.
-MASK_ASPECT_TOLERANCE = 0.15
-
-
-def _read_mask(base: Path, relative: str, shape: tuple[int, int], warnings: list[str]) -> np.ndarray:
+def _read_mask(base: Path, relative: str, shape: tuple[int, int]) -> np.ndarray:
     mask_path = (base / relative).resolve()
     if not mask_path.is_relative_to(base.resolve()) or not mask_path.is_file():
         raise InvalidInput(f"mask {relative} not found next to the findings file")
-    data = mask_path.read_bytes()
     try:
-        return decode_mask_png(data, expected_shape=shape)
+        return decode_mask_png(mask_path.read_bytes(), expected_shape=shape)
     except InvalidImage as exc:
-        resized = _mask_rescaled(data, shape)
-        if resized is None:
-            raise InvalidInput(f"mask {relative}: {exc.message}") from exc
-        warnings.append(f"mask {relative} was {exc.message.split(',')[0].removeprefix('the mask is ')}; resized to the image")
-        return resized
+        raise InvalidInput(f"mask {relative}: {exc.message}; the row was not imported") from exc
 
 
-def _mask_rescaled(data: bytes, shape: tuple[int, int]) -> np.ndarray | None:
-    """Some sources drew masks on a differently scaled copy of the image: resize those (nearest)."""
-    import io
-
-    from PIL import Image
-
-    height, width = shape
-    try:
-        with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
-            if image.mode not in ("1", "L") or image.width * image.height > 100_000_000:
-                return None
-            ratio = (image.width / image.height) / (width / height)
-            if abs(ratio - 1) > MASK_ASPECT_TOLERANCE:
-                return None
-            resized = image.convert("L").resize((width, height), Image.Resampling.NEAREST)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return None
-    return np.asarray(resized) >= 128
+def _anatomy_note(report: dict, label: str, kept: str | None) -> None:
+    count, _ = report["anatomy"].get(label, (0, kept))
+    report["anatomy"][label] = (count + 1, kept)
 
 
-def _findings_store(*, radiograph: Radiograph, rows: list[dict], base: Path, actor, report: dict) -> bool:
+def _findings_store(*, radiograph: Radiograph, name: str, rows: list[tuple[int, dict]], base: Path, actor, report: dict) -> bool:
     shape = (radiograph.height, radiograph.width)
     lungs: dict[str, np.ndarray] = {}
     findings = []
-    for row in rows:
+    refused_findings = False
+    for line, row in rows:
         source_label = (row.get("label") or "").replace("\x00", "").strip().lower()[:64]
-        mask = _read_mask(base, (row.get("mask") or "").strip(), shape, report.setdefault("warnings", []))
+        if source_label in SOURCE_ANATOMY_LABELS:
+            _anatomy_note(report, source_label, None)
+            continue
+        try:
+            mask = _read_mask(base, (row.get("mask") or "").strip(), shape)
+        except InvalidInput as exc:
+            report["errors"].append({"file": name, "line": line, "label": source_label, "error": exc.message})
+            refused_findings |= source_label not in SOURCE_LUNG_LABELS
+            continue
         if source_label in SOURCE_LUNG_LABELS:
+            _anatomy_note(report, source_label, "lung outline")
             side = SOURCE_LUNG_LABELS[source_label] or "both"
             lungs[side] = lungs[side] | mask if side in lungs else mask
             continue
@@ -349,8 +346,9 @@ def _findings_store(*, radiograph: Radiograph, rows: list[dict], base: Path, act
                 region=region, version=1, label=label, subtype=subtype, status=region.status, bbox=box, mask_png=png, author=region.author
             )
             changed = True
-        if not radiograph.findings_complete:
-            # The source's radiologists marked every finding on these images: absence means none.
+        if not radiograph.findings_complete and not refused_findings:
+            # The source's radiologists marked every finding on these images: absence means none
+            # (unless a finding row was refused: then what is missing is unknown).
             Radiograph.objects.filter(pk=radiograph.pk).update(findings_complete=True)
             changed = True
         if changed:

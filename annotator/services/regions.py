@@ -22,6 +22,7 @@ from ..imaging.encode import decode_mask_png, mask_png_bytes
 from ..models import FindingRegion, FindingRegionRevision, Radiograph
 from ..permissions import can
 from .events import event_record
+from .suggestion_metrics import suggestion_outcome_region_record
 from .workflow import lease_check
 
 MAX_DESCRIPTION = 4000
@@ -131,6 +132,7 @@ def _revise(region: FindingRegion, *, user, version: Any, changes: dict[str, Any
             data={"region": region.id, "version": region.version, "label": region.label, "status": region.status},
             model_version=region.prediction.model_version if region.prediction_id else None,
         )
+        suggestion_outcome_region_record(region=region, user=user)
     return region
 
 

@@ -26,6 +26,7 @@ from ..geometry import box_validate
 from ..models import LungAnnotation, Radiograph, ReviewEvent
 from ..permissions import can, capabilities
 from .events import event_record
+from .suggestion_metrics import suggestion_outcome_lungs_record
 
 LABEL_FIELDS = ("healthy", "covid", "other_disease")
 
@@ -250,6 +251,8 @@ def annotation_save(
             source=AnnotationSource.RADIOLOGIST if _role_source(user) == Provenance.RADIOLOGIST else AnnotationSource.ANNOTATOR,
             author=user,
         )
+        if submit:
+            suggestion_outcome_lungs_record(radiograph=radiograph, lungs=lungs, user=user)
     return radiograph, lungs
 
 

@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 
 from .. import selectors, selectors_stats
 from ..errors import DomainError
-from ..hooks import ACTIVE_MODEL, MODEL_CURVES, hook_call
+from ..hooks import ACTIVE_MODEL, LATEST_TRAINING_RUN, MODEL_CURVES, hook_call
 from ..permissions import page_requires
 from ..services.users import ROLES, user_create, user_update
 
@@ -34,7 +34,9 @@ def dashboard(request):
             "progress": progress,
             "throughput": throughput,
             "agreement": agreement,
+            "suggestions": selectors_stats.suggestion_agreement(user=user),
             "active_model": _active_model(),
+            "training": hook_call(LATEST_TRAINING_RUN),
             "charts": {"progress": progress, "throughput": throughput, "states": selectors_stats.STATE_ORDER},
         },
     )

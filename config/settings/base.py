@@ -5,6 +5,7 @@ With none set, Lungmark runs on a SQLite file and a filesystem broker under ``va
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -260,12 +261,17 @@ PROMOTION_TOLERANCE = float(os.environ.get("PROMOTION_TOLERANCE", "0"))
 RETRAIN_MIN_NEW_ACCEPTED = env_int("RETRAIN_MIN_NEW_ACCEPTED", 50)
 # RETRAIN_INTERVAL_SECONDS: how often beat checks whether to retrain.
 RETRAIN_INTERVAL_SECONDS = env_int("RETRAIN_INTERVAL_SECONDS", 3600)
-# TRAINING_*: the configuration of automatic retraining runs.
-TRAINING_WIDTH = float(os.environ.get("TRAINING_WIDTH", "1.0"))
-TRAINING_IMAGE_SIZE = env_int("TRAINING_IMAGE_SIZE", 224)
-TRAINING_EPOCHS = env_int("TRAINING_EPOCHS", 30)
-TRAINING_LR = float(os.environ.get("TRAINING_LR", "5e-5"))
-TRAINING_BATCH_SIZE = env_int("TRAINING_BATCH_SIZE", 16)
+# TRAINING_PRESET: the training preset (training/presets.py) of runs started without one, periodic
+# and bootstrap runs included; "auto" picks the preset for the training device.
+TRAINING_PRESET = os.environ.get("TRAINING_PRESET", "auto")
+# TRAINING_OVERRIDES: JSON of preset settings changed for every run (epochs, width, image_size,
+# batch_size, lr), e.g. '{"epochs": 3}' for a quick look; a run's own overrides win.
+TRAINING_OVERRIDES = json.loads(os.environ.get("TRAINING_OVERRIDES") or "{}")
+# BOOTSTRAP_TRAINING_OVERRIDES: preset settings changed for the first model, which exists to start the
+# suggestions (validation lung Dice levels off after 6-10 epochs on the sample); later runs train fully.
+BOOTSTRAP_TRAINING_OVERRIDES = json.loads(os.environ.get("BOOTSTRAP_TRAINING_OVERRIDES") or '{"epochs": 6}')
+# BOOTSTRAP_MIN_ANNOTATED: annotated radiographs needed before the first model trains by itself.
+BOOTSTRAP_MIN_ANNOTATED = env_int("BOOTSTRAP_MIN_ANNOTATED", 20)
 
 # --- logging ----------------------------------------------------------------------------------
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")

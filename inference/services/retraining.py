@@ -1,20 +1,25 @@
 """Retraining: export a snapshot → train → evaluate candidate and active model on its frozen test
 split → register the candidate → promote it only if it is not worse → pre-annotate again.
 
+Every run trains with a named preset of ``training.presets`` (the admin page's choice, else
+``TRAINING_PRESET``; ``auto`` is the preset for the device) with optional overrides of its settings.
+
 Never two trainings at once: a ``TrainingRun`` is ``live`` while queued or running and the unique
 constraint on ``live`` refuses a second one (a ``Conflict``, HTTP 409). The run's progress, per-epoch
 history and log are written while it trains, for the admin page. A worker killed mid-training gets
-the task again (``acks_late``) and resumes from the run directory's ``last.pt``.
+the task again (``acks_late``) and resumes from the run directory's ``last.pt``; a worker shutting down
+stops the training at its next batch and leaves the run live, to be queued again (``bootstrap.py``).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -29,6 +34,7 @@ from annotator.services.events import audit_record
 from annotator.services.exports import export_build, export_create, export_dir
 
 from ..models import ModelVersion, TrainingRun
+from ..selectors import training_images_count
 from .registry import json_safe, model_version_activate, model_version_register
 
 logger = logging.getLogger(__name__)
@@ -39,6 +45,8 @@ RUNS_DIR = "training"
 # Share of the progress bar for each stage.
 EXPORT_SHARE, TRAIN_SHARE = 0.05, 0.85
 # Training settings a manual start may override: name -> (type, minimum, maximum).
+# Those that size the model rather than the run.
+MODEL_SETTINGS = ("width", "image_size")
 OVERRIDABLE: dict[str, tuple[type, float, float]] = {
     "epochs": (int, 1, 1000),
     "width": (float, 0.03125, 2.0),
@@ -95,23 +103,27 @@ def _finite(value: Any) -> float | None:
 # --- starting a run -----------------------------------------------------------------------------
 
 
-def training_config_default() -> dict[str, Any]:
-    return {
-        "epochs": settings.TRAINING_EPOCHS,
-        "width": settings.TRAINING_WIDTH,
-        "image_size": settings.TRAINING_IMAGE_SIZE,
-        "batch_size": settings.TRAINING_BATCH_SIZE,
-        "lr": settings.TRAINING_LR,
-    }
+def training_preset(name: str | None = None):
+    """A named preset of ``training.presets``; without a name TRAINING_PRESET, where ``auto`` (the
+    default) is the preset for the training device. An unknown name is an ``InvalidInput``."""
+    from training.presets import PRESETS, get_preset, preset_for_device
+
+    name = (name or settings.TRAINING_PRESET or "auto").strip()
+    if name == "auto":
+        return preset_for_device(settings.INFERENCE_DEVICE)
+    try:
+        return get_preset(name)
+    except ValueError:
+        raise InvalidInput(f"Unknown training preset {name!r}; choose one of {', '.join(PRESETS)}.") from None
 
 
-def training_config_clean(overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """The default training settings with validated overrides (``epochs``, ``width``, ...)."""
-    config = training_config_default()
-    overrides = dict(overrides or {})
+def training_overrides_clean(overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Validated overrides of a preset's settings (``epochs``, ``width``, ...); empty ones are dropped."""
+    overrides = {k: v for k, v in dict(overrides or {}).items() if v not in (None, "")}
     unknown = sorted(set(overrides) - set(OVERRIDABLE))
     if unknown:
         raise InvalidInput(f"Unknown training setting(s) {', '.join(unknown)}; allowed: {', '.join(OVERRIDABLE)}.")
+    clean: dict[str, Any] = {}
     for name, value in overrides.items():
         kind, low, high = OVERRIDABLE[name]
         try:
@@ -122,15 +134,69 @@ def training_config_clean(overrides: dict[str, Any] | None) -> dict[str, Any]:
             raise InvalidInput(f"'{name}' must be a number.") from None
         if not low <= number <= high:
             raise InvalidInput(f"'{name}' must be between {low} and {high}.")
-        config[name] = number
-    if config["image_size"] % 32:
+        clean[name] = number
+    if clean.get("image_size", 32) % 32:
         raise InvalidInput("'image_size' must be a multiple of 32.")
-    return config
+    return clean
 
 
-def training_run_start(*, actor=None, trigger: str = "manual", overrides: dict[str, Any] | None = None) -> TrainingRun:
-    """Queue a training run (the task is enqueued on commit). A run already live is a Conflict."""
-    config = training_config_clean(overrides)
+def training_config_build(preset, *, export_dir: str, run_dir: str, overrides: dict[str, Any] | None = None):
+    """The preset's ``TrainConfig`` for this run with the overrides applied (model size included)."""
+    overrides = overrides or {}
+    base = preset.train_config(export_dir=export_dir, run_dir=run_dir)
+    model = dataclasses.replace(base.model, **{k: overrides[k] for k in MODEL_SETTINGS if k in overrides})
+    return dataclasses.replace(base, model=model, **{k: v for k, v in overrides.items() if k not in MODEL_SETTINGS})
+
+
+def training_plan(*, preset: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a run would train and roughly how long it would take, shown before it is started."""
+    chosen = training_preset(preset)
+    overrides = training_overrides_clean({**settings.TRAINING_OVERRIDES, **(overrides or {})})
+    images = training_images_count()
+    seconds = float(chosen.estimate_seconds(images))
+    if "epochs" in overrides:  # the estimate is for the preset's own number of epochs
+        seconds *= overrides["epochs"] / max(1, training_config_build(chosen, export_dir="", run_dir="").epochs)
+    return {
+        "preset": chosen.name,
+        "title": chosen.title,
+        "description": chosen.description,
+        "device": chosen.device,
+        "overrides": overrides,
+        "images": images,
+        "estimate_seconds": round(seconds),
+    }
+
+
+def training_presets() -> dict[str, Any]:
+    """Every preset with roughly how long a run would take on the annotated radiographs now, and the
+    one a run gets when none is chosen (the admin page shows this before a run is started)."""
+    from training.presets import PRESETS
+
+    images = training_images_count()
+    return {
+        "default": training_preset().name,
+        "images": images,
+        "presets": [
+            {
+                "name": p.name,
+                "title": p.title,
+                "description": p.description,
+                "device": p.device,
+                "epochs": training_config_build(p, export_dir="", run_dir="").epochs,
+                "estimate_seconds": round(p.estimate_seconds(images)),
+            }
+            for p in PRESETS.values()
+        ],
+    }
+
+
+def training_run_start(
+    *, actor=None, trigger: str = "manual", preset: str | None = None, overrides: dict[str, Any] | None = None
+) -> TrainingRun:
+    """Queue a training run with a preset (default: TRAINING_PRESET) and optional overrides (the task
+    is enqueued on commit). A run already live is a Conflict."""
+    plan = training_plan(preset=preset, overrides=overrides)
+    config = {key: plan[key] for key in ("preset", "overrides", "images", "estimate_seconds")}
     accepted = Radiograph.objects.filter(state=State.ACCEPTED).count()
     try:
         with transaction.atomic():
@@ -142,16 +208,16 @@ def training_run_start(*, actor=None, trigger: str = "manual", overrides: dict[s
                 live=True,
             )
             audit_record(actor=actor, action="training_requested", target=f"training:{run.pk}", data={"trigger": trigger, "config": config})
-            transaction.on_commit(lambda: _enqueue(run.pk))
+            transaction.on_commit(lambda: training_run_enqueue(run.pk))
     except IntegrityError:
         live = TrainingRun.objects.filter(live=True).first()
         message = f"Training run {live.pk} is already {live.status}" if live else "A training run is already live"
         raise Conflict(f"{message}: one training at a time.", extra={"training_run": live.pk if live else None}) from None
-    logger.info("training run %d queued (%s)", run.pk, trigger)
+    logger.info("training run %d queued (%s, preset %s, about %d s)", run.pk, trigger, plan["preset"], plan["estimate_seconds"])
     return run
 
 
-def _enqueue(run_id: int) -> None:
+def training_run_enqueue(run_id: int) -> None:
     """Send the task (after the commit); if the broker is unreachable the run fails with the reason
     and frees the one-training slot."""
     from ..tasks import train
@@ -223,8 +289,12 @@ def _run_update(run_id: int, *, line: str | None = None, **changes: Any) -> None
     TrainingRun.objects.filter(pk=run_id).update(**changes)
 
 
-def training_run_execute(*, training_run_id: int) -> TrainingRun:
-    """Carry out a queued run (idempotent: a finished run is left alone; a running one resumes)."""
+def training_run_execute(*, training_run_id: int, should_stop: Callable[[], bool] | None = None) -> TrainingRun:
+    """Carry out a queued run (idempotent: a finished run is left alone; a running one resumes).
+
+    ``should_stop`` (the worker's shutdown) stops the training within seconds; the run then stays
+    ``running`` and live, to be resumed from its ``last.pt`` by the next delivery.
+    """
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update().filter(pk=training_run_id).first()
         if run is None:
@@ -235,7 +305,7 @@ def training_run_execute(*, training_run_id: int) -> TrainingRun:
         TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.RUNNING, started_at=run.started_at or timezone.now())
     _run_update(run.pk, line="resumed after the worker stopped" if resumed else "started")
     try:
-        _execute(run)
+        _execute(run, should_stop)
     except Exception as exc:
         logger.exception("training run %d failed", run.pk)
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
@@ -245,7 +315,8 @@ def training_run_execute(*, training_run_id: int) -> TrainingRun:
     return run
 
 
-def _execute(run: TrainingRun) -> None:
+def _execute(run: TrainingRun, should_stop: Callable[[], bool] | None = None) -> bool:
+    """Export, train, evaluate, register, maybe promote; False when a shutdown stopped the training."""
     # torch is imported here, in the worker that trains, never by the web process.
     from training.checkpoint import load_checkpoint, write_checkpoint
     from training.config import ModelConfig, TrainConfig
@@ -256,21 +327,26 @@ def _execute(run: TrainingRun) -> None:
 
     snapshot = _snapshot(run)
     export_root = export_dir(snapshot)
-    config = run.config or training_config_default()
+    config = run.config or {}
+    preset = training_preset(config.get("preset"))
     run_dir = Path(settings.MEDIA_ROOT) / RUNS_DIR / str(run.pk)
-    train_config = TrainConfig(
-        export_dir=str(export_root),
-        run_dir=str(run_dir),
-        model=ModelConfig(width=float(config["width"]), image_size=int(config["image_size"])),
-        epochs=int(config["epochs"]),
-        batch_size=int(config["batch_size"]),
-        lr=float(config["lr"]) if config.get("lr") else None,
-        device=settings.INFERENCE_DEVICE,
-        resume=True,  # a redelivered run continues from last.pt
+    train_config = dataclasses.replace(
+        training_config_build(preset, export_dir=str(export_root), run_dir=str(run_dir), overrides=config.get("overrides")),
+        resume=True,  # a redelivered or stopped run continues from last.pt
         evaluate_test=False,  # scored below, like the active model, with the same function
     )
-    _run_update(run.pk, line=f"training on snapshot {snapshot.pk}: {json_safe(snapshot.counts)}", config={**config, "run_dir": str(run_dir.relative_to(settings.MEDIA_ROOT))})
-    result = train(train_config, progress=_Reporter(run.pk, train_config.epochs))
+    _run_update(
+        run.pk,
+        line=(
+            f"training with preset {preset.name} ({preset.title}) on {preset.device}: {train_config.epochs} epochs, "
+            f"width {train_config.model.width}, {train_config.model.image_size} px; snapshot {snapshot.pk}: {json_safe(snapshot.counts)}"
+        ),
+        config={**config, "run_dir": str(run_dir.relative_to(settings.MEDIA_ROOT))},
+    )
+    result = train(train_config, progress=_Reporter(run.pk, train_config.epochs), should_stop=should_stop)
+    if result.stopped:
+        _run_update(run.pk, line="stopped: the worker is shutting down; the run continues from where it stopped (last.pt) when it is queued again")
+        return False
 
     _run_update(run.pk, line="evaluating the candidate and the active model on the snapshot's test split", progress=EXPORT_SHARE + TRAIN_SHARE)
     candidate_metrics = json_safe(evaluate(result.best_checkpoint, export_root, split="test", device=settings.INFERENCE_DEVICE))
@@ -307,6 +383,7 @@ def _execute(run: TrainingRun) -> None:
         finished_at=timezone.now(),
     )
     audit_record(actor=None, action="training_finished", target=f"training:{run.pk}", data={"candidate": candidate.name, **decision})
+    return True
 
 
 def _snapshot(run: TrainingRun) -> ExportSnapshot:

@@ -13,7 +13,7 @@ import pytest
 from django.core.management import call_command
 from PIL import Image
 
-from annotator.constants import State
+from annotator.constants import SOURCE_ANATOMY_LABELS, State
 from annotator.models import FindingRegion, LungAnnotation, Radiograph, ReviewEvent
 from annotator.imaging.dicom import SECONDARY_CAPTURE_CLASSES
 from annotator.selectors import radiographs_by_file_name
@@ -89,8 +89,18 @@ def test_sample_annotations_import_counts(sample_import, sample_dir):
     assert annotations["lung_boxes"]["images"] == len(expected["lung_boxes"])
     assert annotations["lung_polygons"]["images"] == len(expected["lung_polygons"])
     assert annotations["findings"]["images"] == len(expected["findings"])
-    for section in annotations.values():
-        assert section["errors"] == []
+    for name, section in annotations.items():
+        if name != "findings":
+            assert section["errors"] == []
+    # A findings row is refused exactly when its mask is not the size of its image (anatomy is not read).
+    sample_images = {p.name: p for folder in ("images", "dicom") for p in (sample_dir / folder).iterdir()}
+    mismatched = set()
+    for line, row in enumerate(csv.DictReader((sample_dir / "annotations" / "findings.csv").open()), start=2):
+        if row["file"] in expected["findings"] and row["label"] not in SOURCE_ANATOMY_LABELS:
+            with Image.open(sample_images[row["file"]]) as image, Image.open(sample_dir / "annotations" / row["mask"]) as mask:
+                if image.size != mask.size:
+                    mismatched.add((row["file"], line))
+    assert {(e["file"], e["line"]) for e in annotations["findings"]["errors"]} == mismatched
 
 
 @pytest.mark.django_db
@@ -133,9 +143,11 @@ def test_findings_masks_are_mapped_and_kept(sample_import, sample_dir):
         region = FindingRegion.objects.filter(radiograph=radiograph, source_label="ground_glass_opacity").first()
         assert region.label == "interstitial_shadow" and region.subtype == "ground_glass"
         assert region.status == "accepted" and region.source == "imported"
-    unknown = FindingRegion.objects.filter(radiograph__dataset=sample_import["dataset"], label="unknown")
-    if any(r["label"] == "cardiomediastinum" for r in rows):
-        assert unknown.filter(source_label="cardiomediastinum", flagged=True).exists()
+    # Anatomy outlines (the cardiomediastinum) are no findings: none is stored, the report says so.
+    assert not FindingRegion.objects.filter(radiograph__dataset=sample_import["dataset"], source_label__in=SOURCE_ANATOMY_LABELS).exists()
+    anatomy = {r["label"] for r in rows} & SOURCE_ANATOMY_LABELS
+    notes = sample_import["annotations"]["findings"]["notes"]
+    assert all(any(note.startswith(f"{label}: ") and "skipped" in note for note in notes) for label in anatomy), notes
 
 
 @pytest.mark.django_db

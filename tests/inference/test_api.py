@@ -78,7 +78,7 @@ def test_bad_uploads_get_clear_errors_not_500(client_for, admin_user, checkpoint
 def test_a_second_training_request_is_refused_with_409(client_for, admin_user):
     client = client_for(admin_user)
     first = client.post("/api/training-runs/", {"epochs": 1}, format="json")
-    assert first.status_code == 201 and first.json()["status"] == "queued" and first.json()["config"]["epochs"] == 1
+    assert first.status_code == 201 and first.json()["status"] == "queued" and first.json()["config"]["overrides"]["epochs"] == 1
     second = client.post("/api/training-runs/", {}, format="json")
     assert second.status_code == 409 and second.json()["training_run"] == first.json()["id"]
     detail = client.get(f"/api/training-runs/{first.json()['id']}/").json()

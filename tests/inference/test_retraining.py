@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.test import override_settings
 
 from annotator.errors import Conflict
@@ -70,7 +71,7 @@ def fake_training(monkeypatch, checkpoint: Path):
     """Training replaced by a fixed result (the checkpoint given); export and evaluation stay real."""
     from training.train import TrainResult
 
-    def train(config, progress=None):
+    def train(config, progress=None, should_stop=None):
         run_dir = Path(config.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         best = run_dir / "best.pt"
@@ -192,3 +193,26 @@ def test_an_unreachable_broker_fails_the_run_and_frees_the_slot(django_capture_o
         run = training_run_start(trigger="manual")
     run.refresh_from_db()
     assert (run.status, run.live) == ("failed", None) and "broker is unreachable" in run.log
+
+
+def test_a_stop_request_leaves_the_run_live_and_the_next_delivery_resumes_it(lung_truth):
+    """The worker's shutdown (``should_stop``) ends the training within a batch; the run stays live
+    and running, and executing it again continues from last.pt rather than from epoch 1."""
+    run = training_run_start(trigger="manual", overrides={"epochs": 3, "width": 0.03125, "image_size": 32, "batch_size": 2, "lr": 1e-3})
+    epochs_seen = []
+
+    def stop_after_first_epoch() -> bool:
+        epochs_seen[:] = TrainingRun.objects.get(pk=run.pk).history
+        return len(epochs_seen) >= 1
+
+    stopped = training_run_execute(training_run_id=run.pk, should_stop=stop_after_first_epoch)
+    assert (stopped.status, stopped.live, stopped.candidate_id) == ("running", True, None), stopped.log
+    assert "stopped: the worker is shutting down" in stopped.log
+    assert [row["epoch"] for row in stopped.history] == [1]
+    assert (Path(settings.MEDIA_ROOT) / stopped.config["run_dir"] / "last.pt").is_file()
+
+    finished = training_run_execute(training_run_id=run.pk)
+    assert finished.status == "succeeded", finished.log
+    after = finished.log.split("resumed after the worker stopped", 1)[1]
+    assert "epoch 1/3" not in after and "epoch 2/3" in after  # from last.pt, not from the start
+    assert [row["epoch"] for row in finished.history] == [1, 2, 3]

@@ -9,8 +9,16 @@ import pytest
 import torch
 
 from training.config import AugmentConfig
-from training.data import ExportDataset, compute_normalization, label_target, resize_mask, subject_split
-from training.export import read_export
+from training.data import (
+    ExportDataset,
+    class_weights,
+    compute_normalization,
+    label_target,
+    minority_copies,
+    resize_mask,
+    subject_split,
+)
+from training.export import ExportRecord, read_export
 from training.transforms import Affine, apply_affine, covid_variants
 
 
@@ -46,14 +54,45 @@ def test_label_target_mapping() -> None:
     assert label_target("positive", positive_is=0) == (0, 1.0)
 
 
-def test_each_covid_positive_training_image_appears_five_more_times(synthetic_export: Path) -> None:
-    plain = dataset(synthetic_export, AugmentConfig(covid_copies=False))
-    paper = dataset(synthetic_export, AugmentConfig(covid_copies=True))
-    covid = sum(r.covid == "positive" for r in paper.records)
-    assert covid > 0
+def record(i: int, covid: str, healthy: str = "negative", other: str = "unknown") -> ExportRecord:
+    return ExportRecord(
+        image_id=f"img{i}", subject_id=f"s{i}", dataset="d", view="PA", healthy=healthy, covid=covid,
+        other_disease=other, has_lung_mask=False, has_disease_mask=False, split="train", width=64, height=64,
+    )
+
+
+def test_the_papers_copies_go_to_the_minority_covid_class_as_many_as_balance_it() -> None:
+    rare_covid = [record(0, "positive")] + [record(i, "negative") for i in range(1, 12)]
+    assert minority_copies(rare_covid) == ("positive", 5)  # the paper's case: five copies of each COVID image
+    covid_heavy = [record(i, "positive") for i in range(30)] + [record(i, "negative") for i in range(30, 40)] + [record(99, "unknown")]
+    assert minority_copies(covid_heavy) == ("negative", 2)  # 10 x 3 = 30 negatives against 30 positives
+    balanced = [record(i, "positive") for i in range(5)] + [record(i, "negative") for i in range(5, 10)]
+    assert minority_copies(balanced) == (None, 0)
+    assert minority_copies([record(i, "positive") for i in range(5)]) == (None, 0)
+
+
+def test_the_dataset_copies_only_minority_images_and_evaluation_copies_nothing(make_synthetic_export) -> None:
+    export = make_synthetic_export()
+    copied = dataset(export, AugmentConfig(covid_copies=True))
+    plain = dataset(export, AugmentConfig(covid_copies=False))
+    label, copies = minority_copies(copied.records)
     assert len(plain) == len(plain.records)
-    assert len(paper) == len(paper.records) + 5 * covid
-    assert len(dataset(synthetic_export, None)) == len(plain.records)  # evaluation: no copies
+    assert len(copied) == len(copied.records) + copies * sum(r.covid == label for r in copied.records)
+    assert {copied.records[p].covid for p, variant in copied.items if not variant.is_identity} <= {label}
+    assert len(dataset(export, None)) == len(plain.records)
+
+
+def test_class_weights_come_from_the_label_counts_of_an_epochs_samples(make_synthetic_export) -> None:
+    ds = dataset(make_synthetic_export(), AugmentConfig(covid_copies=True))
+    weights = class_weights(ds)
+    samples = [ds.records[p] for p, _ in ds.items]
+    healthy = sum(r.healthy == "positive" for r in samples)
+    unhealthy = sum(r.healthy == "negative" for r in samples)
+    assert weights["health"] == pytest.approx([min(10.0, (healthy + unhealthy) / (2 * healthy)), (healthy + unhealthy) / (2 * unhealthy)])
+    # Weighted, each class contributes the same total: w_pos * n_pos == w_neg * n_neg (unless capped).
+    positives = sum(r.covid == "positive" for r in samples)
+    negatives = sum(r.covid == "negative" for r in samples)
+    assert weights["diagnosis_pos"][0] * positives == pytest.approx(weights["diagnosis_neg"][0] * negatives)
 
 
 def test_covid_variants_are_the_papers_rotations_and_shifts() -> None:
@@ -80,7 +119,7 @@ def test_augmented_copies_move_image_and_masks_together(synthetic_export: Path) 
         agree = ((image < 0.45) == lung)[inside].float().mean()
         assert agree > 0.9, f"item {i}: image and mask do not line up ({agree:.2f} agreement)"
         checked += 1
-    assert checked > len(ds.records)  # augmented copies were among them
+    assert checked > 0 and len(ds) > len(ds.records)  # every item is randomly moved, and copies were among them
 
 
 def test_apply_affine_uses_one_transform_for_image_and_masks() -> None:

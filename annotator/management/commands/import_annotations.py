@@ -43,7 +43,10 @@ class Command(BaseCommand):
                 f"{name}: {section['images']} images, {section['unchanged']} unchanged, "
                 f"{len(section['unknown_images'])} unknown images, {len(section['errors'])} errors"
             )
+            for note in section.get("notes", []):
+                self.stdout.write(f"  {note}")
             for item in section["errors"]:
-                self.stdout.write(self.style.WARNING(f"  error {item['file']}: {item['error']}"))
+                where = f"{item['file']} (line {item['line']})" if "line" in item else item["file"]
+                self.stdout.write(self.style.WARNING(f"  error {where}: {item['error']}"))
         if report:
             Path(report).write_text(json.dumps(result, indent=2))

@@ -1,0 +1,150 @@
+"""Cross-validation over a whole export, scoring a whole export, and the annotated-box comparison."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training.cli import main
+from training.crossval import subject_folds
+from training.evaluate import predicted_lung_boxes
+from training.export import ExportRecord, annotated_lung_boxes, read_export
+from training.metrics import bootstrap_ci, roc_auc
+
+TINY = ["--width", "0.0625", "--image-size", "32", "--batch-size", "4", "--epochs", "1"]
+
+
+def record(i: int, subject: str, covid: str, split: str = "train") -> ExportRecord:
+    return ExportRecord(
+        image_id=f"img{i}", subject_id=subject, dataset="d", view="PA", healthy="unknown", covid=covid,
+        other_disease="unknown", has_lung_mask=False, has_disease_mask=False, split=split, width=64, height=64,
+    )
+
+
+def test_folds_are_subject_disjoint_stratified_and_even_whatever_the_frozen_split() -> None:
+    records, i = [], 0
+    for s in range(20):  # 20 COVID subjects with 1-3 images, 10 negative subjects with 1-2 images
+        for _ in range(1 + s % 3):
+            records.append(record(i, f"pos{s}", "positive", split="test" if s % 4 == 0 else "train"))
+            i += 1
+    for s in range(10):
+        for _ in range(1 + s % 2):
+            records.append(record(i, f"neg{s}", "negative"))
+            i += 1
+    fold_of = subject_folds(records, 5, seed=1)
+    assert set(fold_of) == {r.subject_id for r in records}  # every subject once, both frozen splits included
+    per_fold = Counter(fold_of[r.subject_id] for r in records)
+    positives = Counter(fold_of[r.subject_id] for r in records if r.covid == "positive")
+    negatives = Counter(fold_of[r.subject_id] for r in records if r.covid == "negative")
+    assert max(per_fold.values()) - min(per_fold.values()) <= 3
+    assert max(positives.values()) - min(positives.values()) <= 3 and min(positives.values()) > 0
+    assert max(negatives.values()) - min(negatives.values()) <= 2 and min(negatives.values()) > 0
+    assert subject_folds(records, 5, seed=1) == fold_of  # reproducible
+
+
+def test_more_folds_than_subjects_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="5 folds need at least 5 subjects"):
+        subject_folds([record(i, f"s{i}", "positive") for i in range(4)], 5)
+
+
+@pytest.fixture(scope="module")
+def crossval_run(synthetic_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("crossval") / "cv"
+    assert main(["crossval", "--export", str(synthetic_export), "--folds", "3", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_crossval_scores_every_image_once_by_a_model_that_never_saw_its_subject(crossval_run: Path, synthetic_export: Path) -> None:
+    export = read_export(synthetic_export)
+    report = json.loads((crossval_run / "crossval.json").read_text())
+    with open(crossval_run / "per_image.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(r["image_id"] for r in rows) == sorted(r.image_id for r in export.records)
+    for row in rows:
+        assert int(row["fold"]) == report["fold_of_subject"][row["subject"]]
+    for fold in range(3):
+        view = read_export(crossval_run / f"fold_{fold}" / "export")
+        train_subjects = {r.subject_id for r in view.split("train")}
+        test_subjects = {r.subject_id for r in view.split("test")}
+        assert test_subjects and not (train_subjects & test_subjects)
+        assert len(view.records) == len(export.records)
+        run_config = json.loads((crossval_run / f"fold_{fold}" / "run" / "config.json").read_text())
+        assert run_config["resolved"]["train_images"] + run_config["resolved"]["val_images"] == len(view.split("train"))
+
+
+def test_crossval_report_has_mean_and_sd_of_every_evaluate_metric(crossval_run: Path) -> None:
+    report = json.loads((crossval_run / "crossval.json").read_text())
+    assert report["folds"] == 3 and len(report["fold_metrics"]) == 3
+    for key in ("lung_dice", "lung_box_iou", "covid_accuracy", "other_disease_accuracy", "n_images"):
+        assert set(report["summary"][key]) == {"mean", "sd", "n"}
+    lung = [m["lung_dice"] for m in report["fold_metrics"] if m["lung_dice"] is not None]
+    assert report["summary"]["lung_dice"]["mean"] == pytest.approx(np.mean(lung))
+    assert report["summary"]["lung_dice"]["sd"] == pytest.approx(np.std(lung, ddof=1))
+    assert "covid_auc" in report["pooled"] and "covid_auc_ci95" in report["pooled"]
+    table = (crossval_run / "crossval.md").read_text()
+    assert "| lung_dice |" in table and " ± " in table and "95% CI" in table
+    with open(crossval_run / "per_image.csv", newline="") as fh:
+        header = next(csv.reader(fh))
+    for column in ("fold", "image_id", "subject", "lung_dice", "lung_box_iou_right", "lung_box_iou_left", "disease_dice",
+                   "covid_prob", "healthy_prob", "covid_label"):
+        assert column in header
+
+
+def test_a_finished_crossval_is_not_retrained(crossval_run: Path, synthetic_export: Path) -> None:
+    before = {p: p.stat().st_mtime_ns for p in crossval_run.glob("fold_*/run/best.pt")}
+    assert main(["crossval", "--export", str(synthetic_export), "--folds", "3", "--out", str(crossval_run), *TINY]) == 0
+    assert {p: p.stat().st_mtime_ns for p in crossval_run.glob("fold_*/run/best.pt")} == before
+
+
+def test_evaluate_split_all_scores_the_whole_export(trained_run, synthetic_export: Path, tmp_path: Path) -> None:
+    out = tmp_path / "all.json"
+    assert main(["evaluate", "--checkpoint", str(trained_run.best_checkpoint), "--export", str(synthetic_export), "--split", "all", "--out", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    export = read_export(synthetic_export)
+    assert metrics["split"] == "all" and metrics["n_images"] == len(export.records)
+    assert len(export.split("train")) < metrics["n_images"]
+
+
+def test_predicted_lung_boxes_are_in_the_images_own_pixels() -> None:
+    prob = torch.zeros(32, 32)
+    prob[4:28, 2:14] = 0.9  # image-left lung: the patient's right
+    prob[6:26, 18:30] = 0.9
+    boxes = predicted_lung_boxes(prob, width=320, height=160)
+    # Bilinear resizing blurs each edge by up to one model pixel (10 px across, 5 px down here).
+    assert boxes["right"] == pytest.approx([20, 20, 140, 140], abs=10)
+    assert boxes["left"] == pytest.approx([180, 30, 300, 130], abs=10)
+
+
+def test_annotated_lung_boxes_are_read_from_coco(tmp_path: Path) -> None:
+    coco = {
+        "categories": [{"id": 1, "name": "Right Lung"}, {"id": 2, "name": "Left Lung"}, {"id": 3, "name": "consolidation"}],
+        "images": [{"id": 7, "file_name": "a.png"}, {"id": 8, "file_name": "b.png"}],
+        "annotations": [
+            {"image_id": 7, "category_id": 1, "bbox": [10, 20, 30, 40]},
+            {"image_id": 7, "category_id": 2, "bbox": [50, 20, 30, 40]},
+            {"image_id": 7, "category_id": 3, "bbox": [0, 0, 5, 5]},
+            {"image_id": 8, "category_id": 1, "bbox": [1, 1, 2, 2]},  # one box only: not a lung-box image
+        ],
+    }
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    assert annotated_lung_boxes(tmp_path) == {"a": {"right": [10, 20, 40, 60], "left": [50, 20, 80, 60]}}
+    assert annotated_lung_boxes(tmp_path / "nowhere") == {}
+
+
+def test_the_bootstrap_interval_surrounds_the_auc_and_resamples_whole_subjects() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.ones(40), np.zeros(40)]
+    scores = labels * 0.6 + rng.random(80)
+    low, high = bootstrap_ci(labels, scores, resamples=500)
+    assert low < roc_auc(labels, scores) < high and high - low < 0.4
+    assert bootstrap_ci(labels, labels, resamples=200) == (1.0, 1.0)
+    # One subject holding all the images: every resample is the same data.
+    same = bootstrap_ci(labels, scores, groups=["s"] * 80, resamples=50)
+    assert same == pytest.approx((roc_auc(labels, scores),) * 2)
+    assert bootstrap_ci(np.ones(5), np.ones(5)) is None

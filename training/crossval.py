@@ -1,0 +1,252 @@
+"""K-fold cross-validation of a training recipe over a whole export.
+
+The frozen train/test split of an export compares model versions; it is too small to choose a recipe
+on (the sample's 16 test lung masks ranked two recipes the wrong way round). ``crossval`` instead
+splits *all* the export's images into ``folds`` subject-disjoint folds, stratified by COVID label, and
+trains one model per fold on the other folds, scoring it on its own. Every image is scored exactly once
+by a model that never saw its patient.
+
+``<out>/`` receives:
+
+- ``fold_<k>/export``: a view of the export with that fold as the test split (labels.csv rewritten,
+  images and masks linked, not copied) and ``fold_<k>/run``: the ordinary training run directory;
+- ``crossval.json``: the recipe, the fold of every subject, each fold's metrics (``evaluate``'s dict),
+  their mean and sd per metric, and the pooled out-of-fold classification metrics with a subject-level
+  bootstrap confidence interval of the COVID AUC;
+- ``crossval.md``: the same as a readable table; ``per_image.csv``: one row per image (fold, image,
+  subject, lung Dice, box IoU per side, disease Dice, probabilities, labels).
+
+A fold whose ``fold_<k>/metrics.json`` exists is not retrained, so an interrupted run can be continued.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import time
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.config import TrainConfig
+from training.evaluate import score_checkpoint
+from training.export import COCO, LABELS, ExportError, ExportRecord, read_export, verify_export
+from training.metrics import bootstrap_ci, classification_metrics, mean_or_none
+
+log = logging.getLogger(__name__)
+
+PER_IMAGE_COLUMNS = (
+    "fold", "image_id", "subject", "lung_dice", "lung_box_iou_right", "lung_box_iou_left",
+    "lung_box_iou_annotated_right", "lung_box_iou_annotated_left", "lung_box_bottom_error", "disease_dice",
+    "healthy_prob", "covid_prob", "other_disease_prob", "healthy_label", "covid_label", "other_disease_label",
+)
+# The metrics shown first in the readable table, in this order; every other numeric one follows.
+HEADLINE = (
+    "lung_dice", "lung_box_iou", "lung_box_iou_annotated", "lung_boxes_both_iou_0_9", "lung_boxes_both_iou_0_8",
+    "lung_box_bottom_error", "disease_dice", "covid_auc", "covid_sensitivity_at_90_specificity", "healthy_accuracy",
+    "other_disease_auc",
+)
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def _subject_stratum(records: Sequence[ExportRecord]) -> str:
+    labels = {r.covid for r in records}
+    return "positive" if "positive" in labels else ("negative" if "negative" in labels else "unknown")
+
+
+def subject_folds(records: Sequence[ExportRecord], folds: int, seed: int = 0) -> dict[str, int]:
+    """Assign every subject to one of ``folds`` folds: subject-disjoint, stratified by COVID label.
+
+    Within each stratum (subjects with a COVID-positive image, with only negative ones, unknown),
+    subjects go largest first (seeded order among equals) to the fold that has the fewest images of
+    that stratum so far, then the fewest images overall: each fold gets about the same number of
+    images and the same COVID proportion. Raises ``ValueError`` with fewer subjects than folds.
+    """
+    by_subject: dict[str, list[ExportRecord]] = {}
+    for record in records:
+        by_subject.setdefault(record.subject_id, []).append(record)
+    if folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
+    if len(by_subject) < folds:
+        raise ValueError(f"{folds} folds need at least {folds} subjects; the export has {len(by_subject)}")
+    strata: dict[str, list[str]] = {}
+    for subject, items in by_subject.items():
+        strata.setdefault(_subject_stratum(items), []).append(subject)
+    fold_of: dict[str, int] = {}
+    total = [0] * folds
+    for stratum in ("positive", "negative", "unknown"):
+        in_stratum = [0] * folds
+        subjects = sorted(strata.get(stratum, []), key=lambda s: (-len(by_subject[s]), zlib.crc32(f"{seed}:{s}".encode())))
+        for subject in subjects:
+            fold = min(range(folds), key=lambda k: (in_stratum[k], total[k], k))
+            fold_of[subject] = fold
+            in_stratum[fold] += len(by_subject[subject])
+            total[fold] += len(by_subject[subject])
+    return fold_of
+
+
+def write_fold_view(export_root: Path, fold_of: dict[str, int], fold: int, dest: Path) -> Path:
+    """An export folder whose test split is ``fold`` and train split the other folds.
+
+    labels.csv is rewritten (only its ``split`` column changes); images, masks and coco.json are
+    symbolic links to the original export, which is verified once before the folds are trained.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    with open(export_root / LABELS, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        columns = list(reader.fieldnames or [])
+        rows = list(reader)
+    for row in rows:
+        row["split"] = "test" if fold_of[row["subject_id"]] == fold else "train"
+    with open(dest / LABELS, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    for name in ("images", "masks", COCO):
+        link, target = dest / name, (export_root / name).resolve()
+        if target.exists() and not link.exists():
+            link.symlink_to(target, target_is_directory=target.is_dir())
+    return dest
+
+
+def _numeric(metrics: dict[str, Any]) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None and math.isfinite(float(v))
+    }
+
+
+def summarize_folds(fold_metrics: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean, sample sd and number of folds of every numeric metric (over the folds where it is defined)."""
+    keys = sorted({k for m in fold_metrics for k in _numeric(m)})
+    summary = {}
+    for key in keys:
+        values = [_numeric(m)[key] for m in fold_metrics if key in _numeric(m)]
+        summary[key] = {
+            "mean": float(np.mean(values)),
+            "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            "n": len(values),
+        }
+    return summary
+
+
+def pooled_metrics(rows: Sequence[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
+    """Out-of-fold metrics over all images together, with a subject-bootstrap 95% CI of the COVID AUC."""
+    pooled: dict[str, Any] = {"n_images": len(rows)}
+    for key in ("lung_dice", "disease_dice", "lung_box_bottom_error"):
+        pooled[key] = mean_or_none([r.get(key) for r in rows])
+    pairs = [(r["lung_box_iou_annotated_right"], r["lung_box_iou_annotated_left"]) for r in rows if "lung_box_iou_annotated_right" in r]
+    pooled["lung_box_iou_annotated"] = mean_or_none([mean_or_none(list(p)) for p in pairs])
+    pooled["lung_boxes_both_iou_0_9"] = float(np.mean([all((v or 0.0) >= 0.9 for v in p) for p in pairs])) if pairs else None
+    for name in ("covid", "other_disease"):
+        known = [r for r in rows if r[f"{name}_label"] >= 0 and math.isfinite(r[f"{name}_prob"])]
+        labels = [r[f"{name}_label"] for r in known]
+        scores = [r[f"{name}_prob"] for r in known]
+        pooled.update({k: v for k, v in classification_metrics(labels, scores, prefix=f"{name}_").items()})
+        ci = bootstrap_ci(labels, scores, groups=[r["subject"] for r in known], resamples=BOOTSTRAP_RESAMPLES, seed=seed)
+        pooled[f"{name}_auc_ci95"] = None if ci is None else list(ci)
+    return pooled
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown_report(report: dict[str, Any]) -> str:
+    """The readable table: every metric as mean ± sd over folds, and the pooled out-of-fold value."""
+    summary, pooled = report["summary"], report["pooled"]
+    keys = [k for k in HEADLINE if k in summary] + [k for k in summary if k not in HEADLINE]
+    lines = [
+        f"# Cross-validation: {report['folds']} subject-disjoint folds, {report['n_images']} images",
+        "",
+        f"Recipe: width {report['config']['model']['width']}, {report['config']['model']['image_size']} px, "
+        f"{report['config']['epochs']} epochs, tasks {report['config']['model']['tasks']}; "
+        f"{report['seconds_per_fold']:.0f} s per fold on {report['device']}.",
+        "",
+        "| metric | mean ± sd over folds | pooled out-of-fold |",
+        "|---|---|---|",
+    ]
+    for key in keys:
+        cell = f"{_fmt(summary[key]['mean'])} ± {_fmt(summary[key]['sd'])}"
+        lines.append(f"| {key} | {cell} | {_fmt(pooled.get(key))} |")
+    ci = pooled.get("covid_auc_ci95")
+    lines += ["", f"Pooled COVID AUC {_fmt(pooled.get('covid_auc'))}, 95% CI (subject bootstrap) "
+              + (f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else "undefined") + "."]
+    return "\n".join(lines) + "\n"
+
+
+def crossval(base: TrainConfig, *, folds: int, out_dir: str | Path, progress_bar: bool = False) -> dict[str, Any]:
+    """Cross-validate ``base`` (its export, recipe and seed) over ``folds`` folds; see the module docstring.
+
+    Raises ``ExportError`` when the export fails verification, ``ValueError`` for impossible folds.
+    """
+    from training.train import train
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    export = read_export(base.export_dir)
+    if base.verify:
+        problems = verify_export(export.root)
+        if problems:
+            raise ExportError(f"{export.root}: export verification failed ({len(problems)} problems): {problems[0]}")
+    fold_of = subject_folds(export.records, folds, base.seed)
+    fold_range: Any = range(folds)
+    if progress_bar:
+        from tqdm import tqdm
+
+        fold_range = tqdm(fold_range, desc="cross-validation", unit="fold")
+    fold_metrics, rows, seconds = [], [], []
+    for fold in fold_range:
+        fold_dir = out / f"fold_{fold}"
+        metrics_path = fold_dir / "metrics.json"
+        view = write_fold_view(export.root, fold_of, fold, fold_dir / "export")
+        if metrics_path.is_file():
+            saved = json.loads(metrics_path.read_text(encoding="utf-8"))
+            log.info("fold %d/%d already done (%s)", fold + 1, folds, metrics_path)
+        else:
+            started = time.monotonic()
+            config = dataclasses.replace(base, export_dir=str(view), run_dir=str(fold_dir / "run"), evaluate_test=False, verify=False)
+            result = train(config)
+            metrics, outputs = score_checkpoint(result.best_checkpoint, view, "test", batch_size=base.batch_size, device=base.device)
+            metrics.pop("covid_roc", None)
+            saved = {"metrics": metrics, "rows": outputs.rows, "seconds": time.monotonic() - started}
+            metrics_path.write_text(json.dumps(saved, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+            log.info(
+                "fold %d/%d: lung Dice %s, annotated box IoU %s, disease Dice %s, COVID AUC %s (%.0f s)",
+                fold + 1, folds, _fmt(metrics.get("lung_dice")), _fmt(metrics.get("lung_box_iou_annotated")),
+                _fmt(metrics.get("disease_dice")), _fmt(metrics.get("covid_auc")), saved["seconds"],
+            )
+        fold_metrics.append(saved["metrics"])
+        rows += [{"fold": fold, **row} for row in saved["rows"]]
+        seconds.append(saved["seconds"])
+
+    report = {
+        "folds": folds,
+        "n_images": len(export.records),
+        "export": export.identity,
+        "config": base.to_dict(),
+        "device": base.device,
+        "seconds_per_fold": float(np.mean(seconds)) if seconds else 0.0,
+        "fold_of_subject": fold_of,
+        "fold_metrics": fold_metrics,
+        "summary": summarize_folds(fold_metrics),
+        "pooled": pooled_metrics(rows, seed=base.seed),
+    }
+    (out / "crossval.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (out / "crossval.md").write_text(markdown_report(report), encoding="utf-8")
+    with open(out / "per_image.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(PER_IMAGE_COLUMNS), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows([{c: ("" if row.get(c) is None else row.get(c)) for c in PER_IMAGE_COLUMNS} for row in rows])
+    return report
