@@ -255,7 +255,7 @@ def test_overlay_labels_do_not_cover_each_other(page, live_server, login, shot, 
 
 FORBIDDEN = re.compile(r"\b(lungs_done|in_review|preannotated|AP_SUPINE|UNKNOWN|other_disease|None|undefined|NaN)\b")
 # "imported" as a raw value: where a person, a source or a state belongs.
-RAW_IMPORTED = re.compile(r"(?:\bby|\bfrom|Source:|→|\()\s*imported\b|^imported$", re.MULTILINE)
+RAW_IMPORTED = re.compile(r"(?:\bby|\bfrom|Source:|→)\s*imported\b|\(imported\)|^imported$", re.MULTILINE)
 
 
 def assert_human(page, where: str) -> None:
