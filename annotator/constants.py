@@ -21,8 +21,8 @@ class State(models.TextChoices):
 
 
 class View(models.TextChoices):
-    PA = "PA"
-    AP = "AP"
+    PA = "PA", "PA"
+    AP = "AP", "AP"
     AP_SUPINE = "AP_SUPINE", "AP supine"
     LATERAL = "LATERAL", "Lateral"
     CT = "CT", "CT slice"

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotator', '0004_queue_indexes'),
+        ('annotator', '0006_statuses_as_choices'),
         ('inference', '0003_prediction_optional_heads'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

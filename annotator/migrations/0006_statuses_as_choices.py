@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotator', '0004_queue_indexes'),
+        ('annotator', '0005_privacy_names'),
     ]
 
     operations = [

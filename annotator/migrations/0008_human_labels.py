@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotator', '0004_queue_indexes'),
+        ('annotator', '0007_suggestion_outcomes'),
     ]
 
     operations = [
@@ -69,6 +69,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='radiograph',
             name='view',
-            field=models.CharField(choices=[('PA', 'Pa'), ('AP', 'Ap'), ('AP_SUPINE', 'AP supine'), ('LATERAL', 'Lateral'), ('CT', 'CT slice'), ('UNKNOWN', 'Unknown view')], default='UNKNOWN', max_length=16),
+            field=models.CharField(choices=[('PA', 'PA'), ('AP', 'AP'), ('AP_SUPINE', 'AP supine'), ('LATERAL', 'Lateral'), ('CT', 'CT slice'), ('UNKNOWN', 'Unknown view')], default='UNKNOWN', max_length=16),
         ),
     ]
