@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import selectors
-from ..services import workflow
+from ..services import queues, workflow
 from . import serializers as ser
 
 StateSchema = ser.AnnotationStateSerializer
@@ -153,7 +153,7 @@ class QueueNextApi(APIView):
     def post(self, request, queue: str):
         body = ser.QueueInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        radiograph = workflow.queue_next(
+        radiograph = queues.queue_next(
             user=request.user, queue=queue, dataset=body.validated_data.get("dataset") or None, order=body.validated_data.get("order", "oldest")
         )
         if radiograph is None:

@@ -20,7 +20,8 @@ RIGHT, LEFT = [300, 400, 900, 1600], [1100, 400, 1700, 1600]
 
 
 def annotate_and_accept(radiograph, annotator, radiologist, *, right=RIGHT, left=LEFT):
-    from annotator.services.workflow import annotation_save, queue_next, radiograph_accept
+    from annotator.services.queues import queue_next
+    from annotator.services.workflow import annotation_save, radiograph_accept
 
     annotation_save(radiograph_id=radiograph.id, user=annotator, version=radiograph.version, right=RIGHT, left=LEFT,
                     labels={"healthy": "negative", "covid": "positive", "other_disease": "unknown"}, submit=True)

@@ -73,7 +73,8 @@ def test_large_image_opens_from_the_preview_and_fetches_more_only_when_needed(pa
 
 
 def test_radiograph_page_shows_who_did_what(page, live_server, login, import_sample, make_user):
-    from annotator.services.workflow import annotation_save, queue_next, radiograph_return
+    from annotator.services.queues import queue_next
+    from annotator.services.workflow import annotation_save, radiograph_return
 
     (radiograph,) = import_sample("00870a9c.jpg")
     ann = make_user("annotator", username="ann1")

@@ -267,7 +267,7 @@ def assert_human(page, where: str) -> None:
 
 def test_every_page_speaks_human_words_to_every_role(page, live_server, login, shot, import_sample, make_user, model_version):
     from annotator.models import LungAnnotation, Radiograph
-    from annotator.services.workflow import queue_next
+    from annotator.services.queues import queue_next
 
     first, second, third, lateral = import_sample("00870a9c.jpg", "000001-12.jpg", "16663_1_1.jpg", "000005-5-b.jpg")
     ann, rad = make_user("annotator", username="ann1"), make_user("radiologist", username="rad1")
