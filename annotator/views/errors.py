@@ -6,15 +6,24 @@ clients get the same ``{"code", "detail"}`` body as ``annotator.apis.exception_h
 """
 from __future__ import annotations
 
+from os.path import commonprefix
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
+from django.urls import reverse
 
 TITLES = {400: "Bad request", 403: "Not allowed", 404: "Not found", 413: "Too large", 500: "Something went wrong", 503: "Briefly unavailable"}
 CODES = {400: "invalid_input", 403: "not_allowed", 404: "not_found", 413: "too_large", 500: "error"}
 
 
+def _api_root() -> str:
+    """Where the REST APIs are mounted: the part both apps' API URLs share (``/api/``), so that an
+    unknown address under it is answered in JSON too."""
+    return commonprefix([reverse("api-datasets"), reverse("api-models")])
+
+
 def error_response(request: HttpRequest, *, status: int, message: str, code: str | None = None) -> HttpResponse:
-    if request.path.startswith("/api/"):
+    if request.path.startswith(_api_root()):
         return JsonResponse({"code": code or CODES.get(status, "error"), "detail": message}, status=status)
     try:
         html = render_to_string("error.html", {"title": TITLES.get(status, "Error"), "status": status, "message": message}, request=request)

@@ -2,8 +2,8 @@
 training runs, users and roles.
 
 Tables are rendered here; plots are drawn by ES modules from JSON passed with ``json_script``.
-Exports, models and training runs act through their REST APIs (``/api/exports/``, ``/api/models/``,
-``/api/training-runs/``); users and roles are managed with plain forms on this page.
+Exports, models and training runs act through their REST APIs, whose reversed URLs each page gets
+in its ``admin-urls`` JSON (``admin_urls``); users and roles are managed with plain forms on this page.
 """
 from __future__ import annotations
 
@@ -11,12 +11,29 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.shortcuts import redirect, render
+from django.urls import reverse
 
 from .. import selectors, selectors_stats
 from ..errors import DomainError
 from ..hooks import ACTIVE_MODEL, LATEST_TRAINING_RUN, MODEL_CURVES, hook_call
 from ..permissions import page_requires
 from ..services.users import ROLES, user_create, user_update
+from .workspace import url_template
+
+
+def admin_urls() -> dict[str, str]:
+    """The URLs the admin pages' scripts call, reversed; ``{id}`` slots are filled by ``fillUrl``."""
+    return {
+        "imports": reverse("api-imports"),
+        "radiograph_list": reverse("radiograph-list"),
+        "exports": reverse("api-exports"),
+        "models": reverse("api-models"),
+        "model_activate": url_template("api-model-activate", model_version_id="id"),
+        "model_rollback": reverse("api-model-rollback"),
+        "training_runs": reverse("api-training-runs"),
+        "training_run": url_template("api-training-run", training_run_id="id"),
+        "training_presets": reverse("api-training-presets"),
+    }
 
 
 @page_requires("manage_users")
@@ -30,6 +47,7 @@ def dashboard(request):
         "manage/dashboard.html",
         {
             "section": "dashboard",
+            "urls": admin_urls(),
             "totals": selectors_stats.totals(user=user),
             "progress": progress,
             "throughput": throughput,
@@ -49,6 +67,7 @@ def imports(request):
         "manage/import.html",
         {
             "section": "import",
+            "urls": admin_urls(),
             "datasets": selectors.dataset_list(user=request.user),
             "jobs": selectors_stats.recent_imports(user=request.user),
         },
@@ -60,7 +79,7 @@ def exports(request):
     return render(
         request,
         "manage/exports.html",
-        {"section": "exports", "datasets": selectors.dataset_list(user=request.user)},
+        {"section": "exports", "urls": admin_urls(), "datasets": selectors.dataset_list(user=request.user)},
     )
 
 
@@ -68,12 +87,12 @@ def exports(request):
 def models(request):
     # The ROC curves are left out of the API's answers (bulky); the page reads them here.
     curves = hook_call(MODEL_CURVES, default=[])
-    return render(request, "manage/models.html", {"section": "models", "curves": curves})
+    return render(request, "manage/models.html", {"section": "models", "urls": admin_urls(), "curves": curves})
 
 
 @page_requires("manage_models")
 def training(request):
-    return render(request, "manage/training.html", {"section": "training"})
+    return render(request, "manage/training.html", {"section": "training", "urls": admin_urls()})
 
 
 # ---- users and roles -------------------------------------------------------------------------------

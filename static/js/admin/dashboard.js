@@ -4,7 +4,9 @@
  */
 
 import { get } from "../core/api.js";
-import { $, $$, pageData } from "../core/dom.js";
+import { $, $$, fillUrl, pageData } from "../core/dom.js";
+
+const urls = pageData("admin-urls");
 import { PALETTE, barChart, legend } from "../core/plots.js";
 import { word } from "../core/words.js";
 
@@ -69,7 +71,7 @@ async function follow() {
   if (!id) return;
   let run;
   try {
-    run = await get(`/api/training-runs/${id}/`);
+    run = await get(fillUrl(urls.training_run, { id }));
   } catch (err) {
     return;
   }

@@ -1,11 +1,13 @@
 /**
- * Exports: create one (POST /api/exports/), follow the list while snapshots are being written,
+ * Exports: create one (POST to the exports API), follow the list while snapshots are being written,
  * download a finished one. The download is a plain form POST so the browser streams the zip to
  * disk, however large it is.
  */
 
 import { get, post } from "../core/api.js";
-import { $, $$, armForm, el, fmtTime } from "../core/dom.js";
+import { $, $$, armForm, el, fmtTime, pageData } from "../core/dom.js";
+
+const urls = pageData("admin-urls");
 
 const form = $("#export-form");
 const status = $("#export-status");
@@ -33,7 +35,7 @@ async function refresh() {
   clearTimeout(timer);
   let data;
   try {
-    data = await get("/api/exports/?limit=50");
+    data = await get(`${urls.exports}?limit=50`);
   } catch (err) {
     listBox.replaceChildren(el("div", { class: "banner error" }, `Exports are unavailable: ${err.detail}`));
     return;
@@ -72,7 +74,7 @@ form.addEventListener("submit", async (event) => {
   }
   const body = { datasets, lung_masks: form.elements.lung_masks.value, reviewed_only: $("#reviewed-only").checked, seed: Number(form.elements.seed.value || 0) };
   try {
-    const created = await post("/api/exports/", body);
+    const created = await post(urls.exports, body);
     status.textContent = `Export #${created.id} requested.`;
   } catch (err) {
     status.textContent = err.detail;

@@ -1,7 +1,9 @@
-/** Upload radiographs (files or a zip) to /api/imports/ and show the import's report. */
+/** Upload radiographs (files or a zip) to the imports API and show the import's report. */
 
 import { api } from "../core/api.js";
-import { $, armForm, el, humanize } from "../core/dom.js";
+import { $, armForm, el, humanize, pageData } from "../core/dom.js";
+
+const urls = pageData("admin-urls");
 
 const form = $("#import-form");
 const status = $("#import-status");
@@ -19,7 +21,7 @@ function renderReport(data) {
     el("dl", { class: "kv" }, rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-testid": `report-${k.split(" ")[0].toLowerCase()}` }, String(v))])),
     data.excluded.length ? el("div", { class: "mt-s" }, el("h3", {}, "Excluded"), el("ul", { class: "small" }, data.excluded.map((e) => el("li", {}, `${e.file}: ${humanize(e.reason)}`)))) : null,
     data.errors.length ? el("div", { class: "mt-s" }, el("h3", {}, "Errors"), el("ul", { class: "small" }, data.errors.map((e) => el("li", {}, el("strong", {}, e.file), `: ${e.error}`)))) : null,
-    data.radiograph_ids.length ? el("p", { class: "small mt-s" }, el("a", { href: `/radiographs/?dataset=${encodeURIComponent(data.dataset)}` }, "See the imported radiographs →")) : null,
+    data.radiograph_ids.length ? el("p", { class: "small mt-s" }, el("a", { href: `${urls.radiograph_list}?dataset=${encodeURIComponent(data.dataset)}` }, "See the imported radiographs →")) : null,
   ];
   report.replaceChildren(...parts.filter(Boolean)); // replaceChildren would write "null" for a null
 }
@@ -34,7 +36,7 @@ form.addEventListener("submit", async (event) => {
   $("#import-submit").disabled = true;
   status.textContent = `Uploading and importing ${files.length} file(s)…`;
   try {
-    renderReport(await api("POST", "/api/imports/", body));
+    renderReport(await api("POST", urls.imports, body));
     status.textContent = "Done.";
   } catch (err) {
     status.textContent = "";

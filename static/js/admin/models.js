@@ -1,7 +1,9 @@
 /** Model registry: versions with their test metrics, promote, roll back, register; ROC curves. */
 
 import { api, get, post } from "../core/api.js";
-import { $, armForm, el, fmtTime, pageData } from "../core/dom.js";
+import { $, armForm, el, fillUrl, fmtTime, pageData } from "../core/dom.js";
+
+const urls = pageData("admin-urls");
 import { PALETTE, legend, lineChart } from "../core/plots.js";
 
 const METRICS = [
@@ -33,7 +35,7 @@ async function act(url, what) {
 async function refresh() {
   let models;
   try {
-    models = await get("/api/models/");
+    models = await get(urls.models);
   } catch (err) {
     listBox.replaceChildren(el("div", { class: "banner error" }, `The model registry is unavailable: ${err.detail}`));
     return;
@@ -52,7 +54,7 @@ async function refresh() {
           m.previous ? el("div", { class: "small muted" }, `previous: ${m.previous.name}`) : null),
         el("td", { class: "small nowrap" }, fmtTime(m.created_at)),
         ...METRICS.map(([k]) => el("td", { class: "num" }, fmt((m.metrics || {})[k]))),
-        el("td", {}, m.is_active ? null : el("button", { class: "btn small", type: "button", onclick: () => act(`/api/models/${m.id}/activate/`, "Promote") }, "Promote")),
+        el("td", {}, m.is_active ? null : el("button", { class: "btn small", type: "button", onclick: () => act(fillUrl(urls.model_activate, { id: m.id }), "Promote") }, "Promote")),
       ))),
     ),
   );
@@ -81,7 +83,7 @@ function drawRoc() {
   box.replaceChildren(lineChart({ series, xLabel: "False positive rate", yLabel: "True positive rate", xDomain: [0, 1], yDomain: [0, 1], diagonal: true, label: "COVID ROC curves" }), legend(series));
 }
 
-$("#rollback").addEventListener("click", () => act("/api/models/rollback/", "Roll back"));
+$("#rollback").addEventListener("click", () => act(urls.model_rollback, "Roll back"));
 $("#upload-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = event.target;
@@ -89,7 +91,7 @@ $("#upload-form").addEventListener("submit", async (event) => {
   if (!body.get("activate")) body.set("activate", "false");
   $("#upload-status").textContent = "Uploading…";
   try {
-    const created = await api("POST", "/api/models/", body);
+    const created = await api("POST", urls.models, body);
     $("#upload-status").textContent = `Registered ${created.name}.`;
     form.reset();
   } catch (err) {

@@ -4,7 +4,9 @@
  */
 
 import { get, post } from "../core/api.js";
-import { $, armForm, el, fmtTime } from "../core/dom.js";
+import { $, armForm, el, fillUrl, fmtTime, pageData } from "../core/dom.js";
+
+const urls = pageData("admin-urls");
 import { PALETTE, legend, lineChart } from "../core/plots.js";
 
 const listBox = $("#run-list");
@@ -43,7 +45,7 @@ function remaining(run) {
 
 async function loadPresets() {
   try {
-    presets = await get("/api/training-presets/");
+    presets = await get(urls.training_presets);
   } catch (err) {
     $("#train-plan").textContent = `Presets are unavailable: ${err.detail}`;
     return;
@@ -67,7 +69,7 @@ async function refresh() {
   clearTimeout(timer);
   let data;
   try {
-    data = await get("/api/training-runs/?limit=30");
+    data = await get(`${urls.training_runs}?limit=30`);
   } catch (err) {
     listBox.replaceChildren(el("div", { class: "banner error" }, `Training runs are unavailable: ${err.detail}`));
     return;
@@ -111,7 +113,7 @@ async function select(id) {
   selected = id;
   let run;
   try {
-    run = await get(`/api/training-runs/${id}/`);
+    run = await get(fillUrl(urls.training_run, { id }));
   } catch (err) {
     return;
   }
@@ -152,7 +154,7 @@ $("#train-form").addEventListener("submit", async (event) => {
   const body = { preset: $("#preset").value || "" };
   if (epochs) body.epochs = epochs;
   try {
-    const run = await post("/api/training-runs/", body);
+    const run = await post(urls.training_runs, body);
     $("#train-status").textContent = `Training run #${run.id} queued (preset ${run.config.preset}, about ${duration(run.config.estimate_seconds)}).`;
     selected = run.id;
   } catch (err) {

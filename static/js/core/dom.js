@@ -27,6 +27,11 @@ export function pageData(id) {
   return node ? JSON.parse(node.textContent) : null;
 }
 
+/** Fill a reversed URL's placeholders, such as "/annotate/{id}/", from ``values``. */
+export function fillUrl(template, values) {
+  return template.replace(/\{(\w+)\}/g, (_, key) => encodeURIComponent(values[key]));
+}
+
 export function fmtTime(value) {
   if (!value) return "";
   const d = new Date(value);

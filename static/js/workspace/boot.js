@@ -1,12 +1,14 @@
 /** What every radiograph page does first: read its config, load the radiograph, open the viewer. */
 
 import { get, post } from "../core/api.js";
-import { $, el, fmtPct, pageData, releaseFocusAfterClicks } from "../core/dom.js";
+import { $, el, fillUrl, fmtPct, pageData, releaseFocusAfterClicks } from "../core/dom.js";
 import { Shortcuts } from "../core/keyboard.js";
 import { Store } from "../viewer/store.js";
 import { Viewer } from "../viewer/viewer.js";
 import { setupViewerChrome } from "./chrome.js";
 import { renderHistory } from "./history.js";
+
+export { fillUrl };
 
 export async function bootWorkspace({ readOnly = () => false } = {}) {
   const config = pageData("workspace-config");
@@ -61,10 +63,6 @@ function keepLease(config, store) {
   renew();
 }
 
-/** Fill a template placeholder such as "/annotate/{id}/". */
-export function fillUrl(template, values) {
-  return template.replace(/\{(\w+)\}/g, (_, key) => encodeURIComponent(values[key]));
-}
 
 /** The model's view of the image beside it: probabilities, uncertainty and version. */
 export function renderModel(prediction) {
