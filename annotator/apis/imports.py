@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers as s
 from rest_framework import status
 from rest_framework.parsers import MultiPartParser
@@ -12,18 +12,7 @@ from rest_framework.views import APIView
 from ..errors import FileTooLarge, InvalidInput
 from ..services.events import audit_record
 from ..services.imports import SourceFile, dataset_get_or_create, radiographs_import, zip_sources
-
-ReportSchema = inline_serializer(
-    "ImportReport",
-    {
-        "dataset": s.CharField(),
-        "imported": s.IntegerField(),
-        "duplicates": s.IntegerField(),
-        "excluded": s.ListField(child=s.DictField()),
-        "errors": s.ListField(child=s.DictField()),
-        "radiograph_ids": s.ListField(child=s.IntegerField()),
-    },
-)
+from . import serializers as ser
 
 
 def _upload_source(upload) -> SourceFile:
@@ -40,20 +29,7 @@ class ImportApi(APIView):
     # The role and this size are checked from the headers before the body is read (EarlyRefusal).
     body_limit_setting = "MAX_ZIP_BYTES"
 
-    @extend_schema(
-        request={
-            "multipart/form-data": inline_serializer(
-                "ImportUpload",
-                {
-                    "dataset": s.CharField(),
-                    "files": s.ListField(child=s.FileField()),
-                    "archive": s.FileField(required=False),
-                    "allow_burned_in": s.BooleanField(required=False, help_text="Import DICOM with burned-in text into the normal queue."),
-                },
-            )
-        },
-        responses={201: ReportSchema},
-    )
+    @extend_schema(request={"multipart/form-data": ser.ImportUploadSerializer}, responses={201: ser.ImportReportSerializer})
     def post(self, request):
         name = request.data.get("dataset")
         if not name or not isinstance(name, str):
@@ -80,4 +56,4 @@ class ImportApi(APIView):
             dataset=dataset, sources=sources, metadata=metadata, actor=request.user, origin="upload", allow_burned_in=allow_burned_in
         )
         audit_record(actor=request.user, action="import", target=dataset.name, data={"imported": report.imported, "errors": len(report.errors)})
-        return Response(report.as_dict(), status=status.HTTP_201_CREATED)
+        return Response(ser.ImportReportSerializer(report).data, status=status.HTTP_201_CREATED)

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 from django.db.models import Count
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers as s
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
@@ -14,7 +13,6 @@ from ..services import queues, workflow
 from . import serializers as ser
 
 StateSchema = ser.AnnotationStateSerializer
-LeaseSchema = inline_serializer("Lease", {"id": s.IntegerField(), "version": s.IntegerField(), "state": s.CharField()})
 
 
 def radiograph_payload(radiograph, *, user) -> dict:
@@ -112,10 +110,10 @@ class LeaseApi(APIView):
 
     required_action = "annotate"
 
-    @extend_schema(request=None, responses=inline_serializer("LeaseHeld", {"id": s.IntegerField(), "leased_to": s.CharField(), "lease_expires_at": s.DateTimeField()}))
+    @extend_schema(request=None, responses=ser.LeaseHeldSerializer)
     def post(self, request, radiograph_id: int):
         radiograph = workflow.lease_renew(radiograph_id=radiograph_id, user=request.user)
-        return Response({"id": radiograph.id, "leased_to": request.user.get_username(), "lease_expires_at": radiograph.lease_expires_at})
+        return Response(ser.LeaseHeldSerializer(radiograph).data)
 
 
 class ReturnApi(APIView):
@@ -148,7 +146,7 @@ class QueueNextApi(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("queue", str, OpenApiParameter.PATH, enum=["annotate", "review"])],
         request=ser.QueueInputSerializer,
-        responses={200: LeaseSchema, 204: None},
+        responses={200: ser.LeaseSerializer, 204: None},
     )
     def post(self, request, queue: str):
         body = ser.QueueInputSerializer(data=request.data)
@@ -158,7 +156,7 @@ class QueueNextApi(APIView):
         )
         if radiograph is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response({"id": radiograph.id, "version": radiograph.version, "state": radiograph.state})
+        return Response(ser.LeaseSerializer(radiograph).data)
 
 
 class EventListApi(APIView):

@@ -138,6 +138,44 @@ class EventSerializer(serializers.ModelSerializer):
         fields = ["id", "created_at", "actor", "action", "from_state", "to_state", "model_version", "data"]
 
 
+class ImportUploadSerializer(serializers.Serializer):
+    """What an import uploads (multipart): several files, or a zip with an optional metadata.csv."""
+
+    dataset = serializers.CharField()
+    files = serializers.ListField(child=serializers.FileField())
+    archive = serializers.FileField(required=False)
+    allow_burned_in = serializers.BooleanField(required=False, help_text="Import DICOM with burned-in text into the normal queue.")
+
+
+class ImportReportSerializer(serializers.Serializer):
+    """What an import answers (``services.imports.ImportReport``): counts, and each excluded or failed file."""
+
+    dataset = serializers.CharField()
+    imported = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    excluded = serializers.ListField(child=serializers.DictField())
+    errors = serializers.ListField(child=serializers.DictField())
+    radiograph_ids = serializers.ListField(child=serializers.IntegerField())
+
+
+class LeaseSerializer(serializers.ModelSerializer):
+    """The radiograph a queue leased to the user: which one to open, at which version and state."""
+
+    class Meta:
+        model = Radiograph
+        fields = ["id", "version", "state"]
+
+
+class LeaseHeldSerializer(serializers.ModelSerializer):
+    """A renewed lease: who holds the radiograph now, and until when."""
+
+    leased_to = serializers.CharField(source="leased_to.get_username")
+
+    class Meta:
+        model = Radiograph
+        fields = ["id", "leased_to", "lease_expires_at"]
+
+
 class QueueInputSerializer(serializers.Serializer):
     dataset = serializers.CharField(required=False, allow_blank=True, max_length=100)
     order = serializers.ChoiceField(choices=["oldest", "uncertainty"], required=False, default="oldest")
@@ -219,17 +257,24 @@ class PredictionSummarySerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class RegionStateSerializer(serializers.ModelSerializer):
-    """A region as the workspace draws it, with the URL of its mask."""
-
-    mask_url = serializers.SerializerMethodField()
+class RegionCurrentSerializer(serializers.ModelSerializer):
+    """A region's current state: what a 409 for a stale region edit carries as ``current``."""
 
     class Meta:
         model = FindingRegion
         fields = [
             "id", "version", "label", "subtype", "description", "status", "source", "confidence",
-            "bbox", "area", "flagged", "source_label", "mask_url",
+            "bbox", "area", "flagged", "source_label",
         ]
+
+
+class RegionStateSerializer(RegionCurrentSerializer):
+    """A region as the workspace draws it, with the URL of its mask."""
+
+    mask_url = serializers.SerializerMethodField()
+
+    class Meta(RegionCurrentSerializer.Meta):
+        fields = [*RegionCurrentSerializer.Meta.fields, "mask_url"]
 
     def get_mask_url(self, region: FindingRegion) -> str:
         return reverse("api-region-mask", args=[region.id])

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from ..apis.serializers import RegionCurrentSerializer
 from ..constants import AnnotationSource, FindingLabel, InterstitialSubtype, RegionStatus
 from ..errors import InvalidImage, InvalidInput, LeaseHeld, NotAllowed, NotFound, StaleVersion, VersionRequired
 from ..geometry import box_validate, mask_crop
@@ -29,20 +30,8 @@ MAX_DESCRIPTION = 4000
 
 
 def region_state(region: FindingRegion) -> dict[str, Any]:
-    return {
-        "id": region.id,
-        "version": region.version,
-        "label": region.label,
-        "subtype": region.subtype,
-        "description": region.description,
-        "status": region.status,
-        "source": region.source,
-        "confidence": region.confidence,
-        "bbox": region.bbox,
-        "area": region.area,
-        "flagged": region.flagged,
-        "source_label": region.source_label,
-    }
+    """A region's current state as clients see it (a stale edit's 409 carries it as ``current``)."""
+    return RegionCurrentSerializer(region).data
 
 
 def _validate_label(label: Any, subtype: Any) -> tuple[str, str]:
