@@ -17,10 +17,11 @@ from urllib.parse import unquote
 
 from django.conf import settings
 from django.db import DatabaseError, DataError, InterfaceError, OperationalError
-from django.shortcuts import redirect
+from django.contrib.auth.views import redirect_to_login
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
+from .authentication import EARLY_TOKEN_ATTRIBUTE
 from .errors import DomainError, FileTooLarge
 from .permissions import can
 from .views.errors import error_response
@@ -88,11 +89,12 @@ class EarlyRefusal:
                 authenticated = TokenAuthentication().authenticate(request)  # reads headers only
                 if authenticated is not None:
                     user = authenticated[0]
+                    setattr(request, EARLY_TOKEN_ATTRIBUTE, authenticated)  # DRF reuses it
             if not user.is_authenticated:
                 if is_api:
                     # DRF refuses it without reading the body (no session: no CSRF check to read it).
                     return None
-                return redirect(f"/accounts/login/?next={request.path}")
+                return redirect_to_login(request.get_full_path())
             allowed = can(user, action)
         except (AuthenticationFailed, DatabaseError):
             # A bad token, or the database briefly away: the view answers as it always does, and

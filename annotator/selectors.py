@@ -59,7 +59,7 @@ def radiograph_get(*, user, radiograph_id: int) -> Radiograph:
 def region_get(*, user, region_id: int) -> FindingRegion:
     _require(user, "view")
     try:
-        return FindingRegion.objects.select_related("radiograph").get(pk=region_id)
+        return FindingRegion.objects.select_related("radiograph", "prediction").get(pk=region_id)
     except (FindingRegion.DoesNotExist, ValueError, TypeError):
         raise NotFound("No such region.") from None
 

@@ -107,19 +107,27 @@ def _revise(region: FindingRegion, *, user, version: Any, changes: dict[str, Any
             # As for the radiograph's own saves: a stale version is the first thing to know (reload).
             _raise_if_stale(region, version=version)
             raise
+        now = timezone.now()
         updated = FindingRegion.objects.filter(pk=region.pk, version=version).update(
-            version=F("version") + 1, updated_at=timezone.now(), author=user, **changes
+            version=F("version") + 1, updated_at=now, author=user, **changes
         )
         if not updated:
             _raise_if_stale(region, version=version)
-        region = FindingRegion.objects.select_related("radiograph").get(pk=region.pk)
+        if region.version == version:
+            # The row was the one the caller loaded (every change bumps the version): apply the change
+            # to it instead of reading the row again (a decision's hot path).
+            for name, value in changes.items():
+                setattr(region, name, value)
+            region.version, region.updated_at, region.author = version + 1, now, user
+        else:
+            region = FindingRegion.objects.select_related("radiograph", "prediction").get(pk=region.pk)
         region_revision(region, author=user).save()
         event_record(
             radiograph=region.radiograph,
             actor=user,
             action=f"region_{action}",
             data={"region": region.id, "version": region.version, "label": region.label, "status": region.status},
-            model_version=region.prediction.model_version if region.prediction_id else None,
+            model_version_id=region.prediction.model_version_id if region.prediction_id else None,
         )
         suggestion_outcome_region_record(region=region, user=user)
     return region

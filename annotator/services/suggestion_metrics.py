@@ -81,27 +81,28 @@ def suggestion_outcome_region_record(*, region: FindingRegion, user) -> Suggesti
     if region.status == RegionStatus.SUGGESTED:
         SuggestionOutcome.objects.filter(region=region, kind=SuggestionOutcome.Kind.REGION).delete()
         return None
-    suggested = region.revisions.order_by("version").first()
     if region.status == RegionStatus.REJECTED:
         kind, dice = Outcome.REJECTED, None
-    elif suggested is None:
-        return None
     else:
+        suggested = region.revisions.order_by("version").first()
+        if suggested is None:
+            return None
         same_mask = suggested.bbox == region.bbox and bytes(suggested.mask_png) == bytes(region.mask_png)
         same_label = (suggested.label, suggested.subtype) == (region.label, region.subtype)
         kind = Outcome.UNCHANGED if same_mask and same_label else Outcome.EDITED
         frame = masks_frame([suggested, region])
         dice = 1.0 if same_mask else mask_dice(masks_union([suggested], frame), masks_union([region], frame))
-    outcome, _ = SuggestionOutcome.objects.update_or_create(
-        region=region,
-        kind=SuggestionOutcome.Kind.REGION,
-        defaults={
-            "radiograph_id": region.radiograph_id,
-            "model_version_id": region.prediction.model_version_id if region.prediction_id else None,
-            "outcome": kind,
-            "dice": dice,
-            "decided_at": timezone.now(),
-            "actor": user if getattr(user, "is_authenticated", False) else None,
-        },
-    )
+    fields = {
+        "radiograph_id": region.radiograph_id,
+        "model_version_id": region.prediction.model_version_id if region.prediction_id else None,
+        "outcome": kind,
+        "dice": dice,
+        "decided_at": timezone.now(),
+        "actor": user if getattr(user, "is_authenticated", False) else None,
+    }
+    # A decision runs under the region's version check, so two first decisions of one region cannot
+    # race: an UPDATE, and an INSERT only the first time (update_or_create would lock and read first).
+    outcome = SuggestionOutcome(region=region, kind=SuggestionOutcome.Kind.REGION, **fields)
+    if not SuggestionOutcome.objects.filter(region=region, kind=SuggestionOutcome.Kind.REGION).update(**fields):
+        outcome.save(force_insert=True)
     return outcome

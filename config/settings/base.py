@@ -185,7 +185,7 @@ LEASE_SECONDS = env_int("LEASE_SECONDS", 15 * 60)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "annotator.authentication.EarlyTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["annotator.permissions.HasRole"],
     # drf-spectacular's AutoSchema plus the documented error responses of every operation.
