@@ -2,7 +2,7 @@
 
 ``export_create`` records a request (admins only) and enqueues the Celery task on commit;
 ``export_build`` (the task's body, and the ``export_masks`` command's) writes the snapshot with
-``export_writer.snapshot_write`` under ``MEDIA_ROOT/exports/<id>/`` or a folder of the caller's
+``export_writer.snapshot_write`` under ``MEDIA_ROOT/exports/<id>-<created>/`` or a folder of the caller's
 choosing and records the outcome; ``export_zip_stream`` streams a finished snapshot as a zip without
 holding it in memory. Every request, outcome and download is audit-logged.
 """
@@ -115,14 +115,20 @@ def export_create(*, user, datasets: Any, options: dict[str, Any] | None = None,
 
 def export_dir(snapshot: ExportSnapshot) -> Path:
     """The folder of a finished snapshot (its ``path`` is relative to MEDIA_ROOT unless absolute)."""
-    path = Path(snapshot.path or f"{EXPORTS_DIR}/{snapshot.id}")
+    path = Path(snapshot.path or _default_folder(snapshot))
     return path if path.is_absolute() else Path(settings.MEDIA_ROOT) / path
+
+
+def _default_folder(snapshot: ExportSnapshot) -> str:
+    """``exports/<id>-<created>``: the id alone could name an older snapshot's folder after the
+    database was restored or recreated, and a snapshot is never written over another."""
+    return f"{EXPORTS_DIR}/{snapshot.id}-{snapshot.created_at:%Y%m%dT%H%M%S%f}"
 
 
 def export_build(*, export_id: int, out: Path | None = None, progress: Callable[[float], None] | None = None) -> ExportSnapshot:
     """Write the snapshot of an export request (idempotent: a finished one is left alone).
 
-    ``out`` is the folder to create (default ``MEDIA_ROOT/exports/<id>``); it must not exist yet or
+    ``out`` is the folder to create (default ``MEDIA_ROOT/exports/<id>-<created>``); it must not exist yet or
     be empty. Failures are recorded on the export (status ``failed`` with the reason) and re-raised.
     """
     with transaction.atomic():
@@ -131,7 +137,7 @@ def export_build(*, export_id: int, out: Path | None = None, progress: Callable[
             raise NotFound(f"No export {export_id}.")
         if snapshot.status == Status.DONE:
             return snapshot
-        target = Path(out) if out is not None else Path(settings.MEDIA_ROOT) / EXPORTS_DIR / str(snapshot.id)
+        target = Path(out) if out is not None else Path(settings.MEDIA_ROOT) / _default_folder(snapshot)
         ExportSnapshot.objects.filter(pk=snapshot.pk).update(status=Status.RUNNING, progress=0.0, error="")
     for leftover in target.parent.glob(f".{target.name}.partial-*"):
         # A worker that died mid-way left these; the task is redelivered only after it is gone.
