@@ -44,16 +44,6 @@ def coco_bbox_to_box(bbox: Sequence[float], *, width: int, height: int) -> Box:
     return box_validate([x, y, x + w, y + h], width=width, height=height)
 
 
-def box_iou(a: Sequence[int] | None, b: Sequence[int] | None) -> float | None:
-    if a is None or b is None:
-        return None
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else None
-
-
 def mask_bbox(mask: np.ndarray) -> Box | None:
     """The tight box of a boolean mask, or None if empty."""
     rows = np.flatnonzero(mask.any(axis=1))

@@ -17,7 +17,9 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from .constants import RegionStatus, State
-from .geometry import box_iou, mask_dice as mask_dice_of, masks_frame, masks_union
+from training.boxes import box_iou
+
+from .geometry import mask_dice as mask_dice_of, masks_frame, masks_union
 from .models import Dataset, FindingRegionRevision, ImportJob, LungAnnotation, Radiograph, ReviewEvent, SuggestionOutcome
 from .permissions import can
 from .errors import NotAllowed

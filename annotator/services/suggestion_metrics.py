@@ -17,7 +17,9 @@ from __future__ import annotations
 from django.utils import timezone
 
 from ..constants import AnnotationSource, RegionStatus, Tri
-from ..geometry import box_iou, mask_dice, masks_frame, masks_union
+from training.boxes import box_iou
+
+from ..geometry import mask_dice, masks_frame, masks_union
 from ..models import FindingRegion, LungAnnotation, Radiograph, SuggestionOutcome
 
 # The model's label for an image: positive at or above this probability.
