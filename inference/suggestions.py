@@ -2,7 +2,7 @@
 
 - the lung mask (probability >= threshold) and the two lung boxes derived from it, named by the
   patient's side (the rule of ``training.boxes.lung_boxes_from_mask``: the patient's right lung
-  is on the image's left);
+  is on the image's left), their edges moved by the checkpoint's box-edge calibration when it has one;
 - disease regions: connected components of the disease mask (8-connectivity) of at least a minimum
   size, largest first, each with its confidence = the mean disease probability inside it.
 """
@@ -16,6 +16,7 @@ from PIL import Image
 from scipy import ndimage
 
 from annotator.imaging.encode import mask_png_bytes
+from training.boxes import calibrate_boxes
 from training.boxes import lung_boxes_from_mask as lung_boxes
 
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -110,6 +111,8 @@ def suggestion_from_prediction(
 ) -> Suggestion:
     """Turn a ``training.serve.Prediction`` (maps at ``shape`` = (height, width)) into a ``Suggestion``."""
     lung_mask, boxes = lung_suggestion(prediction.lung, shape=shape, threshold=threshold)
+    # The checkpoint's box-edge calibration moves the mask's boxes towards where annotators draw them.
+    boxes = calibrate_boxes(boxes, getattr(prediction, "box_calibration", None), width=shape[1], height=shape[0])
     min_area = int(np.ceil(min_region_fraction * shape[0] * shape[1]))
     probabilities = prediction.probabilities or {}
     return Suggestion(

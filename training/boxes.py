@@ -118,3 +118,62 @@ def scale_box(box: Sequence[float] | None, *, sx: float, sy: float) -> list[floa
     if box is None:
         return None
     return [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
+
+
+# --- box-edge calibration ----------------------------------------------------------------------------
+# The model learns lung *outlines*; annotators' boxes follow another convention (they reach down into
+# the costophrenic angles, for one), so boxes of the predicted mask sit systematically inside them.
+# A calibration moves each edge of each side's box by a fixed fraction of the image size, fitted after
+# training as the median offset over the training images that have annotated boxes. It is stored in
+# the checkpoint and applied wherever boxes are suggested or scored.
+
+Calibration = dict[str, "list[float] | int"]
+
+EDGE_NAMES = ("x0", "y0", "x1", "y1")
+
+
+def fit_box_calibration(pairs: Sequence[tuple[Boxes, Boxes, int, int]], *, min_pairs: int = 5) -> Calibration | None:
+    """Median edge offsets (annotated - predicted) per side, as fractions of the image width/height.
+
+    ``pairs`` holds ``(predicted boxes, annotated boxes, width, height)`` per image. A side needs
+    ``min_pairs`` images where both boxes exist; otherwise its offsets are 0. Returns None when no side
+    could be fitted. Shape: ``{"right": [dx0, dy0, dx1, dy1], "left": [...], "images": n}``.
+    """
+    fitted: Calibration = {}
+    any_side = False
+    for side in ("right", "left"):
+        rows = []
+        for pred, true, width, height in pairs:
+            p, t = pred.get(side), true.get(side)
+            if p is None or t is None or width <= 0 or height <= 0:
+                continue
+            scale = (width, height, width, height)
+            rows.append([(t[k] - p[k]) / scale[k] for k in range(4)])
+        if len(rows) >= min_pairs:
+            fitted[side] = [round(float(v), 5) for v in np.median(np.asarray(rows, dtype=float), axis=0)]
+            any_side = True
+        else:
+            fitted[side] = [0.0, 0.0, 0.0, 0.0]
+    fitted["images"] = len(pairs)
+    return fitted if any_side else None
+
+
+def calibrate_boxes(boxes: Boxes, calibration: Calibration | None, *, width: int, height: int) -> Boxes:
+    """``boxes`` with each edge moved by the calibration's offsets, kept inside the image (ints stay ints).
+
+    A missing box stays missing; a box the offsets would turn inside out is left as it was.
+    """
+    if not calibration:
+        return dict(boxes)
+    out: Boxes = {}
+    for side, box in boxes.items():
+        offsets = calibration.get(side)
+        if box is None or not isinstance(offsets, (list, tuple)) or len(offsets) != 4:
+            out[side] = box
+            continue
+        limits = (width, height, width, height)
+        moved = [min(max(box[k] + offsets[k] * limits[k], 0.0), float(limits[k])) for k in range(4)]
+        if all(isinstance(v, (int, np.integer)) for v in box):
+            moved = [int(round(v)) for v in moved]
+        out[side] = moved if moved[2] > moved[0] and moved[3] > moved[1] else box
+    return out

@@ -128,6 +128,8 @@ class TrainConfig:
     verify: bool = True  # check the export's manifest hashes before training
     cache_images: bool = True  # keep resized images in memory (cheap at model size, saves PNG decoding)
     evaluate_test: bool = True  # score the best checkpoint on the test split at the end
+    # Fit the box-edge calibration (training.boxes) on the training images' annotated boxes at the end.
+    box_calibration: bool = True
     amp: bool = True  # mixed precision autocast on CUDA (ignored on the CPU)
     progress_bar: bool = False  # tqdm bars (the CLI turns them on; workers use the callback instead)
 

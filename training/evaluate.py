@@ -10,7 +10,9 @@ metric is undefined for the split):
   to the image's own size (as pre-annotation does) against the annotated boxes of coco.json, for
   images that have them; ``lung_boxes_both_iou_0_9`` / ``_0_8``: the share of those images where
   both boxes reach that IoU; ``lung_box_bottom_error``: mean (predicted - annotated) bottom edge as a
-  fraction of the image height (negative: boxes end too high);
+  fraction of the image height (negative: boxes end too high). Boxes are those the product suggests:
+  moved by the checkpoint's box-edge calibration (``training.boxes.calibrate_boxes``) when it has one;
+  ``lung_box_iou_annotated_raw`` is the same IoU before that calibration;
 - ``disease_dice``, ``disease_iou``: mean per image over images whose disease mask is not empty;
 - ``covid_accuracy`` (p >= 0.5), ``covid_auc``, ``covid_sensitivity_at_99_specificity``,
   ``covid_sensitivity_at_90_specificity``, ``covid_eer``, over images whose COVID label is known;
@@ -34,10 +36,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from training.checkpoint import load_model
-from training.config import LossConfig
+from training.checkpoint import load_checkpoint, load_model, write_checkpoint
+from training.config import TASK_LUNG, LossConfig
 from training.data import ExportDataset
-from training.boxes import lung_boxes_from_mask, scale_box
+from training.boxes import Calibration, calibrate_boxes, fit_box_calibration, lung_boxes_from_mask, scale_box
 from training.export import annotated_lung_boxes, read_export
 from training.losses import multitask_loss
 from training.metrics import box_iou, classification_metrics, dice_score, iou_score, mean_or_none, roc_curve
@@ -73,6 +75,7 @@ class SplitOutputs:
     lung_box_iou_annotated_right: list[float | None] = field(default_factory=list)
     lung_box_iou_annotated_left: list[float | None] = field(default_factory=list)
     lung_box_bottom_error: list[float] = field(default_factory=list)
+    lung_box_iou_annotated_raw: list[float | None] = field(default_factory=list)
     embeddings: list[np.ndarray] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)  # one per image, every per-image value
     loss: float | None = None
@@ -82,11 +85,14 @@ def _label(value: torch.Tensor, switch: torch.Tensor) -> int:
     return int(value) if float(switch) > 0 else -1
 
 
-def predicted_lung_boxes(lung_prob: torch.Tensor, *, width: int, height: int) -> dict[str, list[float] | None]:
+def predicted_lung_boxes(
+    lung_prob: torch.Tensor, *, width: int, height: int, calibration: Calibration | None = None
+) -> dict[str, list[float] | None]:
     """The lung boxes of a model-size lung probability map, in the pixels of a ``width`` x ``height`` image.
 
     The map is resized (bilinear) to the image's size, capped at ``BOX_MAX_SIDE``, thresholded and
     boxed there, as pre-annotation does at full size: box edges are then finer than the model's pixels.
+    ``calibration`` (a checkpoint's ``box_calibration``) then moves the edges, as pre-annotation does.
 
     Shape:
         lung_prob (S, S) float in [0, 1] -> {"right": box | None, "left": box | None}
@@ -95,7 +101,8 @@ def predicted_lung_boxes(lung_prob: torch.Tensor, *, width: int, height: int) ->
     w, h = max(1, round(width * scale)), max(1, round(height * scale))
     resized = torch.nn.functional.interpolate(lung_prob[None, None].float(), size=(h, w), mode="bilinear", align_corners=False)[0, 0]
     boxes = lung_boxes_from_mask((resized >= MASK_THRESHOLD).cpu().numpy())
-    return {side: scale_box(box, sx=width / w, sy=height / h) for side, box in boxes.items()}
+    scaled = {side: scale_box(box, sx=width / w, sy=height / h) for side, box in boxes.items()}
+    return calibrate_boxes(scaled, calibration, width=width, height=height)
 
 
 @torch.inference_mode()
@@ -110,12 +117,14 @@ def run_model(
     progress: bool = False,
     amp: bool = False,
     annotated_boxes: dict[str, dict[str, list[float]]] | None = None,
+    box_calibration: Calibration | None = None,
 ) -> SplitOutputs:
     """Run ``model`` over ``dataset`` (no augmentation expected) and collect per-image results.
 
     With ``loss_config`` the mean multi-task loss over batches is filled in too (validation). With
-    ``annotated_boxes`` (``training.export.annotated_lung_boxes``) the predicted lung boxes are also
-    scored against the annotated ones.
+    ``annotated_boxes`` (``training.export.annotated_lung_boxes``) the predicted lung boxes, moved by
+    ``box_calibration`` when given, are also scored against the annotated ones; the row keeps the
+    uncalibrated boxes (``lung_boxes_raw``) for fitting a calibration.
     """
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
@@ -153,7 +162,11 @@ def run_model(
                 out.lung_box_iou_left.append(row["lung_box_iou_left"])
             annotated = (annotated_boxes or {}).get(record.image_id)
             if proba.lung is not None and annotated is not None:
-                boxes = predicted_lung_boxes(proba.lung[i], width=record.width, height=record.height)
+                raw = predicted_lung_boxes(proba.lung[i], width=record.width, height=record.height)
+                boxes = calibrate_boxes(raw, box_calibration, width=record.width, height=record.height)
+                row["lung_boxes_raw"], row["lung_boxes_annotated"] = raw, annotated
+                row["lung_box_iou_annotated_raw"] = mean_or_none([box_iou(raw[s], annotated[s]) for s in ("right", "left")])
+                out.lung_box_iou_annotated_raw.append(row["lung_box_iou_annotated_raw"])
                 row["lung_box_iou_annotated_right"] = box_iou(boxes["right"], annotated["right"])
                 row["lung_box_iou_annotated_left"] = box_iou(boxes["left"], annotated["left"])
                 out.lung_box_iou_annotated_right.append(row["lung_box_iou_annotated_right"])
@@ -242,6 +255,7 @@ def _annotated_box_metrics(outputs: SplitOutputs) -> dict[str, Any]:
         "lung_boxes_both_iou_0_9": both_at_least(0.9),
         "lung_boxes_both_iou_0_8": both_at_least(0.8),
         "lung_box_bottom_error": mean_or_none(outputs.lung_box_bottom_error),
+        "lung_box_iou_annotated_raw": mean_or_none(outputs.lung_box_iou_annotated_raw),
     }
 
 
@@ -281,7 +295,13 @@ def score_checkpoint(
         cache=False,
     )
     outputs = run_model(
-        model, dataset, device=torch_device, batch_size=batch_size, progress=progress, annotated_boxes=annotated_lung_boxes(export.root)
+        model,
+        dataset,
+        device=torch_device,
+        batch_size=batch_size,
+        progress=progress,
+        annotated_boxes=annotated_lung_boxes(export.root),
+        box_calibration=checkpoint.get("box_calibration"),
     )
     metrics = summarize(outputs)
     metrics["split"] = split
@@ -310,3 +330,58 @@ def evaluate(
     if out is not None:
         write_metrics(metrics, out, roc_title=f"COVID ROC ({split} split)")
     return metrics
+
+
+def box_calibration_fit(
+    model: CMTNet,
+    dataset: ExportDataset,
+    annotated_boxes: dict[str, dict[str, list[float]]],
+    *,
+    device: torch.device,
+    batch_size: int = 8,
+    amp: bool = False,
+) -> Calibration | None:
+    """Fit the box-edge calibration (``training.boxes.fit_box_calibration``) of ``model`` on ``dataset``'s
+    images that have annotated boxes (no augmentation expected); None when too few have them."""
+    if not annotated_boxes or TASK_LUNG not in model.config.tasks:
+        return None
+    outputs = run_model(model, dataset, device=device, batch_size=batch_size, amp=amp, annotated_boxes=annotated_boxes)
+    records = {record.image_id: record for record in dataset.records}
+    pairs = [
+        (row["lung_boxes_raw"], row["lung_boxes_annotated"], records[row["image_id"]].width, records[row["image_id"]].height)
+        for row in outputs.rows
+        if "lung_boxes_raw" in row
+    ]
+    return fit_box_calibration(pairs)
+
+
+def checkpoint_box_calibrate(
+    checkpoint_path: str | Path,
+    export_dir: str | Path,
+    records: list,
+    *,
+    device: torch.device,
+    batch_size: int = 8,
+    amp: bool = False,
+) -> Calibration | None:
+    """Fit the box-edge calibration of a checkpoint on ``records`` (its training images) and store it in
+    the checkpoint file as ``box_calibration``; returns it (None, and the file unchanged, when the
+    records have too few annotated boxes)."""
+    model, checkpoint = load_model(checkpoint_path, device)
+    dataset = ExportDataset(
+        Path(export_dir),
+        records,
+        image_size=model.config.image_size,
+        in_channels=model.config.in_channels,
+        normalization=checkpoint["normalization"],
+        augment=None,
+        cache=False,
+    )
+    calibration = box_calibration_fit(
+        model, dataset, annotated_lung_boxes(export_dir), device=device, batch_size=batch_size, amp=amp
+    )
+    if calibration is not None:
+        payload = load_checkpoint(checkpoint_path)
+        payload["box_calibration"] = calibration
+        write_checkpoint(checkpoint_path, payload)
+    return calibration

@@ -42,13 +42,15 @@ class Prediction:
 
     ``lung``/``disease``: float32 (H, W) foreground probability maps (``None`` if the model lacks the
     task); ``probabilities``: {"healthy", "covid", "other_disease"} in [0, 1] (``None`` values if the
-    head is absent); ``uncertainty``: see the module docstring.
+    head is absent); ``uncertainty``: see the module docstring; ``box_calibration``: the checkpoint's
+    box-edge calibration (``training.boxes.calibrate_boxes``), for whoever boxes ``lung``.
     """
 
     lung: np.ndarray | None
     disease: np.ndarray | None
     probabilities: dict[str, float | None]
     uncertainty: float | None
+    box_calibration: dict[str, Any] | None = None
 
 
 def binary_entropy(p: float) -> float:
@@ -95,6 +97,7 @@ class Predictor:
         self.label_names: dict[str, list[str]] = checkpoint_data["label_names"]
         self.metrics: dict[str, Any] = checkpoint_data.get("metrics", {})
         self.export: dict[str, Any] = checkpoint_data.get("export", {})
+        self.box_calibration: dict[str, Any] | None = checkpoint_data.get("box_calibration")
         self.image_size = model.config.image_size
         self.in_channels = model.config.in_channels
         norm = checkpoint_data["normalization"]
@@ -150,6 +153,7 @@ class Predictor:
                     disease=_to_original_size(proba.disease, i, height, width),
                     probabilities=probabilities,
                     uncertainty=uncertainty_score(probabilities["covid"], probabilities["healthy"]),
+                    box_calibration=self.box_calibration,
                 )
             )
         return results

@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader
 from training.checkpoint import load_checkpoint, save_checkpoint, write_checkpoint
 from training.config import TASK_DIAGNOSIS, TASK_DISEASE, TASK_LUNG, TrainConfig, model_config_from_dict, model_config_to_dict
 from training.data import IMAGENET_NORMALIZATION, ExportDataset, class_weights, compute_normalization, subject_split
-from training.evaluate import run_model, summarize, write_metrics
+from training.evaluate import checkpoint_box_calibrate, run_model, summarize, write_metrics
 from training.export import ExportError, annotated_lung_boxes, read_export, verify_export
 from training.losses import multitask_loss
 from training.model import CMTNet, build_model
@@ -287,6 +287,9 @@ def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None
         if progress is not None:
             progress(epoch + 1, steps, steps, row)
 
+    if config.box_calibration and best_path.is_file():
+        calibration = checkpoint_box_calibrate(best_path, export.root, train_records, device=device, batch_size=config.batch_size, amp=config.amp)
+        log.info("box-edge calibration from the training images' annotated boxes: %s", calibration or "too few annotated boxes, none")
     metrics: dict[str, Any] = {}
     test_records = export.split("test")
     if config.evaluate_test and test_records and best_path.is_file():
@@ -473,6 +476,7 @@ def _score_on_test(
         progress=config.progress_bar,
         amp=config.amp,
         annotated_boxes=annotated_lung_boxes(export_root),
+        box_calibration=best.get("box_calibration"),
     )
     metrics = summarize(outputs)
     metrics["split"] = "test"

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from training.boxes import MIN_SECOND_LUNG_FRACTION, box_iou, lung_box_iou, lung_boxes_from_mask, scale_box
+from training.boxes import (
+    MIN_SECOND_LUNG_FRACTION,
+    box_iou,
+    calibrate_boxes,
+    fit_box_calibration,
+    lung_box_iou,
+    lung_boxes_from_mask,
+    scale_box,
+)
 
 
 def reference_lung_boxes(mask: np.ndarray) -> dict:
@@ -84,3 +92,32 @@ def test_metrics_and_pre_annotation_use_this_one_definition() -> None:
 def test_boxes_scale_to_another_image_size() -> None:
     assert scale_box([2, 4, 6, 8], sx=2.0, sy=0.5) == [4, 2, 12, 4]
     assert scale_box(None, sx=2.0, sy=2.0) is None
+
+
+def test_a_calibration_fitted_on_boxes_that_end_too_high_moves_their_bottom_edge_down() -> None:
+    # Predicted boxes end 20 px (10% of a 200 px tall image) above the annotated ones, other edges agree.
+    pairs = []
+    for shift in range(6):
+        annotated = {"right": [10 + shift, 20, 90, 180], "left": [110, 20, 190 - shift, 180]}
+        predicted = {"right": [10 + shift, 20, 90, 160], "left": [110, 20, 190 - shift, 160]}
+        pairs.append((predicted, annotated, 200, 200))
+    calibration = fit_box_calibration(pairs)
+    assert calibration["right"] == [0.0, 0.0, 0.0, 0.1] and calibration["left"] == [0.0, 0.0, 0.0, 0.1]
+
+    moved = calibrate_boxes({"right": [10, 20, 90, 160], "left": None}, calibration, width=200, height=200)
+    assert moved == {"right": [10, 20, 90, 180], "left": None}
+    assert box_iou(moved["right"], [10, 20, 90, 180]) == 1.0
+
+
+def test_a_calibration_needs_enough_images_and_keeps_boxes_inside_the_image() -> None:
+    few = [({"right": [0, 0, 10, 10], "left": None}, {"right": [0, 0, 10, 12], "left": None}, 20, 20)] * 4
+    assert fit_box_calibration(few) is None
+    assert calibrate_boxes({"right": [5, 5, 10, 10]}, None, width=20, height=20) == {"right": [5, 5, 10, 10]}
+
+    outward = {"right": [-0.5, -0.5, 0.5, 0.5], "left": [0.0, 0.0, 0.0, 0.0], "images": 9}
+    assert calibrate_boxes({"right": [2, 2, 18, 18], "left": [3, 3, 9, 9]}, outward, width=20, height=20) == {
+        "right": [0, 0, 20, 20],
+        "left": [3, 3, 9, 9],
+    }
+    inside_out = {"right": [0.9, 0.0, -0.9, 0.0]}
+    assert calibrate_boxes({"right": [2, 2, 18, 18]}, inside_out, width=20, height=20) == {"right": [2, 2, 18, 18]}
