@@ -5,6 +5,7 @@ With none set, Lungmark runs on a SQLite file and a filesystem broker under ``va
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import tempfile
@@ -22,6 +23,15 @@ VAR_DIR = Path(os.environ.get("LUNGMARK_VAR_DIR", BASE_DIR / "var"))
 def env_bool(name: str, default: bool) -> bool:
     value = os.environ.get(name)
     return default if value is None else value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def installed(module: str) -> bool:
+    """Whether an optional package can be imported (web-only ones are left out of a worker's install)."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def env_int(name: str, default: int) -> int:
@@ -49,7 +59,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
-    "drf_spectacular_sidecar",
+    # The API docs' assets: web only, so a worker installed from requirements-worker.txt runs without them.
+    *(["drf_spectacular_sidecar"] if installed("drf_spectacular_sidecar") else []),
     "django_celery_results",
     "django_celery_beat",
     "axes",
