@@ -29,16 +29,22 @@ VIEW_KINDS = {"preview", "display", "pixels"}
 def file_response(field, *, content_type: str, download_name: str | None = None):
     if not field:
         raise NotFound("This radiograph has no such image.")
-    if not storage_is_local(field.storage):
-        return presigned_redirect(field.storage, field.name, content_type=content_type, download_name=download_name)
+    return stored_file_response(field.storage, field.name, content_type=content_type, download_name=download_name)
+
+
+def stored_file_response(storage, name: str, *, content_type: str, download_name: str | None = None):
+    """A stored file, for a caller that has checked the permission: a presigned redirect (a bucket),
+    an internal redirect for the web server, or the file streamed by Django."""
+    if not storage_is_local(storage):
+        return presigned_redirect(storage, name, content_type=content_type, download_name=download_name)
     if settings.MEDIA_INTERNAL_REDIRECT:
         response = HttpResponse(content_type=content_type)
-        response["X-Accel-Redirect"] = settings.MEDIA_INTERNAL_REDIRECT.rstrip("/") + "/" + field.name
+        response["X-Accel-Redirect"] = settings.MEDIA_INTERNAL_REDIRECT.rstrip("/") + "/" + name
     else:
         try:
-            response = FileResponse(field.open("rb"), content_type=content_type)
+            response = FileResponse(storage.open(name, "rb"), content_type=content_type)
         except FileNotFoundError:
-            raise NotFound("The image file is missing from storage.") from None
+            raise NotFound("The file is missing from storage.") from None
     if download_name:
         response["Content-Disposition"] = f'attachment; filename="{download_name}"'
     response["Cache-Control"] = "private, max-age=3600"
