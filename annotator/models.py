@@ -271,7 +271,7 @@ class ImportJob(models.Model):
 
 
 class ExportSnapshot(models.Model):
-    """An immutable mask dataset in export format v1, written under MEDIA_ROOT/exports/<id>/."""
+    """An immutable mask dataset in export format v1, stored as exports/<id>-<created>/ in the media storage."""
 
     datasets = models.ManyToManyField(Dataset, related_name="exports")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)

@@ -6,6 +6,8 @@ HTTP in ``annotator.apis.exception_handler``.
 """
 from __future__ import annotations
 
+from django.core.files.storage import default_storage
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.generics import ListAPIView
@@ -14,7 +16,8 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotator.errors import InvalidInput
+from annotator.apis.media import stored_file_response
+from annotator.errors import InvalidInput, NotFound
 from annotator.selectors import radiograph_get
 
 from . import selectors
@@ -22,6 +25,7 @@ from . import serializers as ser
 from .services import model_version_activate, model_version_register, model_version_rollback, training_run_start
 from .services.preannotation import preannotation_request_for_dataset, preannotation_request_for_radiographs
 from .services.retraining import training_presets
+from .services.run_files import RUNS_DIR, VIEWABLE
 
 
 class ModelListApi(APIView):
@@ -128,7 +132,22 @@ class TrainingRunDetailApi(APIView):
     @extend_schema(responses=ser.TrainingRunDetailSerializer)
     def get(self, request, training_run_id: int):
         run = selectors.training_run_get(training_run_id=training_run_id)
-        return Response(ser.TrainingRunDetailSerializer(run).data)
+        artefacts = selectors.training_run_artefacts(run=run)
+        return Response(ser.TrainingRunDetailSerializer(run, context={"artefacts": artefacts}).data)
+
+
+class TrainingRunArtefactApi(APIView):
+    """One stored artefact of a run (``train.log``, ``metrics.jsonl``, ``loss_curves.png``, ...), read
+    from the media storage: a presigned redirect with a bucket."""
+
+    required_action = "view"
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    def get(self, request, training_run_id: int, name: str):
+        run = selectors.training_run_get(training_run_id=training_run_id)
+        if name not in selectors.training_run_artefacts(run=run):
+            raise NotFound(f"Training run {run.pk} has no artefact {name!r}.")
+        return stored_file_response(default_storage, f"{RUNS_DIR}/{run.pk}/{name}", content_type=VIEWABLE[name])
 
 
 class PreannotationListApi(ListAPIView):

@@ -8,16 +8,13 @@ initialised after the fork.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.core.files.storage import default_storage
+
+from annotator.storage import storage_fetch, storage_local_path, worker_cache
 
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,19 +55,18 @@ def _release_gpu_memory() -> None:
 
 
 def checkpoint_local_path(model_version: "ModelVersion") -> str:
-    """A local file with the version's checkpoint: the stored file itself, or (remote storage such
-    as S3) a copy in the temporary folder, named by its sha256 so it is fetched once."""
-    try:
-        return default_storage.path(model_version.checkpoint.name)
-    except NotImplementedError:
-        local = Path(tempfile.gettempdir()) / "lungmark-models" / f"{model_version.sha256}.pt"
-        if not local.is_file():
-            local.parent.mkdir(parents=True, exist_ok=True)
-            partial = local.with_suffix(f".{os.getpid()}.part")
-            with default_storage.open(model_version.checkpoint.name, "rb") as src, open(partial, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-            os.replace(partial, local)
+    """A local file with the version's checkpoint: the stored file itself (a local media folder), or
+    a copy in the worker's cache (a bucket), named by its sha256 so it is fetched once per host and
+    checked against that sha256 when fetched."""
+    local = storage_local_path(model_version.checkpoint.name)
+    if local is not None:
         return str(local)
+    cached = worker_cache("models") / f"{model_version.sha256}.pt"
+    if not cached.is_file():
+        started = time.monotonic()
+        storage_fetch(model_version.checkpoint.name, cached, sha256=model_version.sha256)
+        logger.info("fetched model %s (%s) into the cache in %.2fs", model_version.name, model_version.sha256[:12], time.monotonic() - started)
+    return str(cached)
 
 
 def predictor_cache_clear() -> None:

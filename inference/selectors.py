@@ -103,3 +103,10 @@ def preannotation_batch_progress(batch: PreannotationBatch) -> dict:
         "complete": finished == total,
         **counts,
     }
+
+
+def training_run_artefacts(*, run: TrainingRun) -> list[str]:
+    """The stored artefacts of a run a person may look at (log, metrics, loss curves, its config)."""
+    from .services.run_files import RunFolder
+
+    return RunFolder(run.pk).artefacts()

@@ -1,6 +1,7 @@
 """API representations of model versions, training runs and pre-annotation batches, and API inputs."""
 from __future__ import annotations
 
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers as s
 
@@ -61,8 +62,14 @@ class TrainingRunSerializer(s.ModelSerializer):
 
 
 class TrainingRunDetailSerializer(TrainingRunSerializer):
+    artefacts = s.SerializerMethodField(help_text="The run's stored artefacts, each with its link.")
+
     class Meta(TrainingRunSerializer.Meta):
-        fields = [*TrainingRunSerializer.Meta.fields, "log"]
+        fields = [*TrainingRunSerializer.Meta.fields, "log", "artefacts"]
+
+    def get_artefacts(self, obj: TrainingRun) -> list[dict[str, str]]:
+        names = self.context.get("artefacts", [])
+        return [{"name": name, "url": reverse("api-training-run-artefact", args=[obj.pk, name])} for name in names]
 
 
 class TrainingStartSerializer(s.Serializer):

@@ -11,6 +11,7 @@ urlpatterns = [
     path("training-runs/", apis.TrainingRunListApi.as_view(), name="api-training-runs"),
     path("training-presets/", apis.TrainingPresetListApi.as_view(), name="api-training-presets"),
     path("training-runs/<int:training_run_id>/", apis.TrainingRunDetailApi.as_view(), name="api-training-run"),
+    path("training-runs/<int:training_run_id>/artefacts/<str:name>", apis.TrainingRunArtefactApi.as_view(), name="api-training-run-artefact"),
     path("preannotations/", apis.PreannotationListApi.as_view(), name="api-preannotations"),
     path("preannotations/<int:batch_id>/", apis.PreannotationDetailApi.as_view(), name="api-preannotation"),
     path("radiographs/<int:radiograph_id>/preannotate/", apis.RadiographPreannotateApi.as_view(), name="api-radiograph-preannotate"),

@@ -1,8 +1,9 @@
 """Radiograph pixels, served only after a permission check.
 
 In production (``MEDIA_INTERNAL_REDIRECT`` set) the web server sends the file through an internal
-redirect (X-Accel-Redirect, with no body from Django); otherwise Django streams it. Originals are
-downloads: POST, admins only, recorded in the audit log.
+redirect (X-Accel-Redirect, with no body from Django); otherwise Django streams it. With a bucket as
+media storage the answer is a redirect to a presigned link that expires within a minute (by default),
+given out only after the same check. Originals are downloads: POST, admins only, recorded in the audit log.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import io
 
 import numpy as np
 from django.conf import settings
-from django.http import FileResponse, HttpResponse
+from django.http import FileResponse, HttpResponse, HttpResponseRedirect
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from PIL import Image
@@ -19,6 +20,7 @@ from rest_framework.views import APIView
 from .. import selectors
 from ..errors import InvalidInput, NotFound
 from ..services.events import audit_record
+from ..storage import storage_is_local
 
 # Images anyone who may view a radiograph may see (GET); the original is a download (POST, admins).
 VIEW_KINDS = {"preview", "display", "pixels"}
@@ -27,17 +29,36 @@ VIEW_KINDS = {"preview", "display", "pixels"}
 def file_response(field, *, content_type: str, download_name: str | None = None):
     if not field:
         raise NotFound("This radiograph has no such image.")
+    return stored_file_response(field.storage, field.name, content_type=content_type, download_name=download_name)
+
+
+def stored_file_response(storage, name: str, *, content_type: str, download_name: str | None = None):
+    """A stored file, for a caller that has checked the permission: a presigned redirect (a bucket),
+    an internal redirect for the web server, or the file streamed by Django."""
+    if not storage_is_local(storage):
+        return presigned_redirect(storage, name, content_type=content_type, download_name=download_name)
     if settings.MEDIA_INTERNAL_REDIRECT:
         response = HttpResponse(content_type=content_type)
-        response["X-Accel-Redirect"] = settings.MEDIA_INTERNAL_REDIRECT.rstrip("/") + "/" + field.name
+        response["X-Accel-Redirect"] = settings.MEDIA_INTERNAL_REDIRECT.rstrip("/") + "/" + name
     else:
         try:
-            response = FileResponse(field.open("rb"), content_type=content_type)
+            response = FileResponse(storage.open(name, "rb"), content_type=content_type)
         except FileNotFoundError:
-            raise NotFound("The image file is missing from storage.") from None
+            raise NotFound("The file is missing from storage.") from None
     if download_name:
         response["Content-Disposition"] = f'attachment; filename="{download_name}"'
     response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def presigned_redirect(storage, name: str, *, content_type: str, download_name: str | None = None) -> HttpResponseRedirect:
+    """A redirect to a short-lived presigned link of a stored object (a bucket), which answers with
+    the given type (and as a download when named)."""
+    parameters = {"ResponseContentType": content_type}
+    if download_name:
+        parameters["ResponseContentDisposition"] = f'attachment; filename="{download_name}"'
+    response = HttpResponseRedirect(storage.url(name, parameters=parameters))
+    response["Cache-Control"] = "private, no-store"  # the link expires: never reuse the redirect
     return response
 
 

@@ -2,14 +2,22 @@
 
 ``export_create`` records a request (admins only) and enqueues the Celery task on commit;
 ``export_build`` (the task's body, and the ``export_masks`` command's) writes the snapshot with
-``export_writer.snapshot_write`` under ``MEDIA_ROOT/exports/<id>-<created>/`` or a folder of the caller's
-choosing and records the outcome; ``export_zip_stream`` streams a finished snapshot as a zip without
-holding it in memory. Every request, outcome and download is audit-logged.
+``export_writer.snapshot_write`` into the media storage as ``exports/<id>-<created>/`` (or a local
+folder of the caller's choosing) and records the outcome; ``export_zip_stream`` streams a finished
+snapshot as a zip without holding it in memory; ``export_local_copy`` gives training a local folder.
+Every request, outcome and download is audit-logged.
+
+With a local media folder the snapshot is written in place (renamed into place when complete); with
+a bucket it is written in the worker's cache and uploaded, ``manifest.json`` last, so a snapshot
+whose manifest is stored is complete.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
+import uuid
 import zipfile
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +31,7 @@ from ..constants import ExportStatus
 from ..errors import Conflict, DomainError, InvalidInput, InvalidTransition, NotAllowed, NotFound
 from ..models import Dataset, ExportSnapshot
 from ..permissions import can
+from ..storage import StoredFolder, storage_local_path, worker_cache
 from . import export_files as files
 from .events import audit_record
 from .export_writer import snapshot_write
@@ -113,10 +122,39 @@ def export_create(*, user, datasets: Any, options: dict[str, Any] | None = None,
 # --- building ------------------------------------------------------------------------------------
 
 
-def export_dir(snapshot: ExportSnapshot) -> Path:
-    """The folder of a finished snapshot (its ``path`` is relative to MEDIA_ROOT unless absolute)."""
-    path = Path(snapshot.path or _default_folder(snapshot))
-    return path if path.is_absolute() else Path(settings.MEDIA_ROOT) / path
+def export_folder(snapshot: ExportSnapshot) -> StoredFolder:
+    """Where a snapshot's files are: ``exports/<id>-<created>`` in the media storage, or the local
+    folder an ``export_masks --out`` wrote (an absolute ``path``)."""
+    path = snapshot.path or _default_folder(snapshot)
+    return StoredFolder.local(Path(path)) if Path(path).is_absolute() else StoredFolder.media(path)
+
+
+def export_local_copy(snapshot: ExportSnapshot) -> Path:
+    """A local folder with a finished snapshot's files, for the training package: the stored folder
+    itself where the storage has paths, else a copy in the worker's cache, each file checked against
+    the manifest's sha256 and the manifest against the snapshot's (kept by that sha256 for later runs)."""
+    folder = export_folder(snapshot)
+    local = folder.local_path()
+    if local is not None:
+        return local
+    cached = worker_cache("exports") / snapshot.manifest_sha256
+    if cached.is_dir():
+        return cached
+    partial = cached.with_name(f".{cached.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        folder.fetch("manifest.json", partial / "manifest.json", sha256=snapshot.manifest_sha256 or None)
+        manifest = json.loads((partial / "manifest.json").read_text(encoding="utf-8"))
+        for rel, digest in manifest["files"].items():
+            folder.fetch(rel, partial / rel, sha256=digest)
+        try:
+            os.rename(partial, cached)
+        except OSError:  # another process of this worker host fetched it first
+            if not cached.is_dir():
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    logger.info("export %s fetched from storage into %s", snapshot.id, cached)
+    return cached
 
 
 def _default_folder(snapshot: ExportSnapshot) -> str:
@@ -128,8 +166,9 @@ def _default_folder(snapshot: ExportSnapshot) -> str:
 def export_build(*, export_id: int, out: Path | None = None, progress: Callable[[float], None] | None = None) -> ExportSnapshot:
     """Write the snapshot of an export request (idempotent: a finished one is left alone).
 
-    ``out`` is the folder to create (default ``MEDIA_ROOT/exports/<id>-<created>``); it must not exist yet or
-    be empty. Failures are recorded on the export (status ``failed`` with the reason) and re-raised.
+    By default it goes into the media storage as ``exports/<id>-<created>``; ``out`` is a local
+    folder to create instead, which must not exist yet or be empty. Failures are recorded on the
+    export (status ``failed`` with the reason) and re-raised.
     """
     with transaction.atomic():
         snapshot = ExportSnapshot.objects.select_for_update().filter(pk=export_id).first()
@@ -137,13 +176,23 @@ def export_build(*, export_id: int, out: Path | None = None, progress: Callable[
             raise NotFound(f"No export {export_id}.")
         if snapshot.status == Status.DONE:
             return snapshot
-        target = Path(out) if out is not None else Path(settings.MEDIA_ROOT) / _default_folder(snapshot)
         ExportSnapshot.objects.filter(pk=snapshot.pk).update(status=Status.RUNNING, progress=0.0, error="")
-    for leftover in target.parent.glob(f".{target.name}.partial-*"):
-        # A worker that died mid-way left these; the task is redelivered only after it is gone.
-        shutil.rmtree(leftover, ignore_errors=True)
+    name = _default_folder(snapshot)
+    stored = StoredFolder.media(name) if out is None and storage_local_path(name) is None else None
+    if stored is not None:  # a bucket: written in the worker's cache, then uploaded
+        target = worker_cache("exports", "building") / f"{snapshot.id}-{uuid.uuid4().hex[:8]}"
+    else:
+        target = Path(out) if out is not None else storage_local_path(name)
+        for leftover in target.parent.glob(f".{target.name}.partial-*"):
+            # A worker that died mid-way left these; the task is redelivered only after it is gone.
+            shutil.rmtree(leftover, ignore_errors=True)
     try:
+        if stored is not None:
+            _stored_prepare(stored)
         manifest = snapshot_write(snapshot=snapshot, target=target, progress=progress)
+        manifest_sha256 = files.file_sha256(target / "manifest.json")
+        if stored is not None:
+            stored.upload(target, last=("manifest.json",))
     except Exception as exc:
         message = exc.message if isinstance(exc, DomainError) else f"internal error: {type(exc).__name__}: {exc}"
         if not isinstance(exc, DomainError):
@@ -151,14 +200,20 @@ def export_build(*, export_id: int, out: Path | None = None, progress: Callable[
         ExportSnapshot.objects.filter(pk=snapshot.pk).update(status=Status.FAILED, error=message[:4000], finished_at=timezone.now())
         audit_record(actor=snapshot.created_by, action="export_failed", target=f"export:{snapshot.id}", data={"error": message[:500]})
         raise
-    stored_path = target.resolve()
-    media = Path(settings.MEDIA_ROOT).resolve()
+    finally:
+        if stored is not None:
+            shutil.rmtree(target, ignore_errors=True)
+    if stored is not None:
+        path = name
+    else:
+        stored_path, media = target.resolve(), Path(settings.MEDIA_ROOT).resolve()
+        path = str(stored_path.relative_to(media)) if stored_path.is_relative_to(media) else str(stored_path)
     ExportSnapshot.objects.filter(pk=snapshot.pk).update(
         status=Status.DONE,
         progress=1.0,
         counts=manifest["counts"],
-        manifest_sha256=files.file_sha256(target / "manifest.json"),
-        path=str(stored_path.relative_to(media)) if stored_path.is_relative_to(media) else str(stored_path),
+        manifest_sha256=manifest_sha256,
+        path=path,
         finished_at=timezone.now(),
     )
     snapshot.refresh_from_db()
@@ -171,6 +226,14 @@ def export_build(*, export_id: int, out: Path | None = None, progress: Callable[
     return snapshot
 
 
+def _stored_prepare(stored: StoredFolder) -> None:
+    """A snapshot is never written over another; files without a manifest are what a worker that
+    died mid-upload left (the task is redelivered only after it is gone), and are removed."""
+    if stored.exists("manifest.json"):
+        raise Conflict(f"{stored.prefix} already exists: a snapshot is never overwritten.")
+    stored.delete_all()
+
+
 # --- verification and download -----------------------------------------------------------------------
 
 
@@ -181,14 +244,14 @@ def export_verify(path: Path) -> list[str]:
     return verify_export(Path(path))
 
 
-def export_download_check(*, user, snapshot: ExportSnapshot) -> Path:
-    """A finished snapshot's folder, for an admin; the download is audit-logged."""
+def export_download_check(*, user, snapshot: ExportSnapshot) -> StoredFolder:
+    """A finished snapshot's stored folder, for an admin; the download is audit-logged."""
     if not can(user, "export"):
         raise NotAllowed("Only admins can download exports.")
     if snapshot.status != Status.DONE:
         raise InvalidTransition(f"Export {snapshot.id} is {snapshot.status}: only a finished export can be downloaded.")
-    root = export_dir(snapshot)
-    if not (root / "manifest.json").is_file():
+    root = export_folder(snapshot)
+    if not root.exists("manifest.json"):
         raise NotFound(f"The files of export {snapshot.id} are missing from storage.")
     audit_record(actor=user, action="export_downloaded", target=f"export:{snapshot.id}", data={"manifest_sha256": snapshot.manifest_sha256})
     return root
@@ -213,20 +276,20 @@ class _Spool:
         return data
 
 
-def export_zip_stream(root: Path, *, prefix: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-    """The snapshot as a zip, produced piece by piece (at most about ``chunk_size`` bytes at a time).
+def export_zip_stream(root: Path | StoredFolder, *, prefix: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """The snapshot (a stored folder, or a local one) as a zip, produced piece by piece (at most about
+    ``chunk_size`` bytes at a time).
 
     PNGs are already compressed, so they go in at deflate level 0: a "stored" entry would need its
     size and CRC ahead of its data, which a stream cannot go back and write. Text files are deflated.
     """
+    folder = root if isinstance(root, StoredFolder) else StoredFolder.local(Path(root))
     spool = _Spool()
-    paths = sorted(p for p in root.rglob("*") if p.is_file())
     with zipfile.ZipFile(spool, mode="w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
-        for path in paths:
-            rel = path.relative_to(root).as_posix()
-            archive.compresslevel = 0 if path.suffix == ".png" else 6
-            size = path.stat().st_size
-            with open(path, "rb") as src, archive.open(f"{prefix}/{rel}", "w", force_zip64=size > (1 << 31)) as dest:
+        for rel in folder.files():
+            archive.compresslevel = 0 if rel.endswith(".png") else 6
+            size = folder.size(rel)
+            with folder.open(rel) as src, archive.open(f"{prefix}/{rel}", "w", force_zip64=size > (1 << 31)) as dest:
                 while chunk := src.read(chunk_size):
                     dest.write(chunk)
                     if data := spool.take():

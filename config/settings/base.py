@@ -5,9 +5,13 @@ With none set, Lungmark runs on a SQLite file and a filesystem broker under ``va
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import tempfile
 from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 import dj_database_url
 
@@ -19,6 +23,15 @@ VAR_DIR = Path(os.environ.get("LUNGMARK_VAR_DIR", BASE_DIR / "var"))
 def env_bool(name: str, default: bool) -> bool:
     value = os.environ.get(name)
     return default if value is None else value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def installed(module: str) -> bool:
+    """Whether an optional package can be imported (web-only ones are left out of a worker's install)."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def env_int(name: str, default: int) -> int:
@@ -46,7 +59,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
-    "drf_spectacular_sidecar",
+    # The API docs' assets: web only, so a worker installed from requirements-worker.txt runs without them.
+    *(["drf_spectacular_sidecar"] if installed("drf_spectacular_sidecar") else []),
     "django_celery_results",
     "django_celery_beat",
     "axes",
@@ -160,6 +174,62 @@ MEDIA_URL = "/media/"
 # MEDIA_INTERNAL_REDIRECT: a prefix (e.g. /protected/) for the web server's X-Accel-Redirect; empty = Django streams.
 MEDIA_INTERNAL_REDIRECT = os.environ.get("MEDIA_INTERNAL_REDIRECT", "")
 WHITENOISE_USE_FINDERS = True
+
+
+def storages_from_env(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """``STORAGES``: the folder MEDIA_ROOT, or an S3-compatible bucket when one is named.
+
+    Every stored file (originals, derivatives, exports, checkpoints, training runs) goes through the
+    ``default`` storage, so web and workers on different hosts see the same files.
+    """
+    static = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+    # AWS_STORAGE_BUCKET_NAME: the bucket that holds every stored file; empty = the folder MEDIA_ROOT.
+    bucket = environ.get("AWS_STORAGE_BUCKET_NAME", "")
+    if not bucket:
+        return {"default": {"BACKEND": "django.core.files.storage.FileSystemStorage"}, "staticfiles": static}
+    # AWS_S3_ENDPOINT_URL: the object store's address as web and workers reach it (MinIO, Ceph); empty = AWS.
+    endpoint = environ.get("AWS_S3_ENDPOINT_URL", "") or None
+    options = {
+        "bucket_name": bucket,
+        "endpoint_url": endpoint,
+        # AWS_S3_PUBLIC_ENDPOINT_URL: the object store's address as browsers reach it (presigned media links); empty = AWS_S3_ENDPOINT_URL.
+        "public_endpoint_url": environ.get("AWS_S3_PUBLIC_ENDPOINT_URL", "") or endpoint,
+        # AWS_S3_ACCESS_KEY_ID, AWS_S3_SECRET_ACCESS_KEY: the bucket's credentials (empty = boto3's own lookup, e.g. an instance role).
+        "access_key": environ.get("AWS_S3_ACCESS_KEY_ID", "") or None,
+        "secret_key": environ.get("AWS_S3_SECRET_ACCESS_KEY", "") or None,
+        # AWS_S3_REGION_NAME: the bucket's region.
+        "region_name": environ.get("AWS_S3_REGION_NAME", "") or "us-east-1",
+        # AWS_LOCATION: a key prefix for everything Lungmark stores in the bucket.
+        "location": environ.get("AWS_LOCATION", ""),
+        # AWS_S3_ADDRESSING_STYLE: "path" (MinIO and most self-hosted stores; the default with an endpoint) or "virtual".
+        "addressing_style": environ.get("AWS_S3_ADDRESSING_STYLE", "") or ("path" if endpoint else None),
+        # AWS_QUERYSTRING_EXPIRE: seconds a presigned media link stays valid (given out only after the permission check).
+        "querystring_expire": int(environ.get("AWS_QUERYSTRING_EXPIRE") or 60),
+        "signature_version": "s3v4",
+        "querystring_auth": True,
+        "default_acl": None,
+        # Like the local folder: a name in use gets a new one, nothing is overwritten by accident.
+        "file_overwrite": False,
+        # Objects larger than this are spooled to a temporary file when read, not held in memory.
+        "max_memory_size": 16 * 1024 * 1024,
+    }
+    return {"default": {"BACKEND": "annotator.storage.MediaS3Storage", "OPTIONS": options}, "staticfiles": static}
+
+
+def media_origin(storages: dict[str, dict[str, Any]]) -> str | None:
+    """The origin browsers load presigned media links from (None with a local media folder)."""
+    options = storages["default"].get("OPTIONS", {})
+    if "bucket_name" not in options:
+        return None
+    url = options["public_endpoint_url"] or f"https://{options['bucket_name']}.s3.{options['region_name']}.amazonaws.com"
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+STORAGES = storages_from_env(os.environ)
+# WORKER_CACHE_DIR: a local folder where a worker keeps what it fetched from remote storage
+# (checkpoints by sha256, export snapshots) and its training runs while they train.
+WORKER_CACHE_DIR = Path(os.environ.get("WORKER_CACHE_DIR") or Path(tempfile.gettempdir()) / "lungmark-cache")
 
 # --- uploads and import limits ----------------------------------------------------------------
 # MAX_UPLOAD_BYTES: the largest single radiograph file accepted (checked before decoding).
@@ -299,6 +369,10 @@ CONTENT_SECURITY_POLICY = {
         "form-action": ["'self'"],
     }
 }
+# With a bucket, images come from presigned links at the object store's public address.
+if _media_origin := media_origin(STORAGES):
+    for _directive in ("img-src", "connect-src"):
+        CONTENT_SECURITY_POLICY["DIRECTIVES"][_directive].append(_media_origin)
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

@@ -9,6 +9,10 @@ constraint on ``live`` refuses a second one (a ``Conflict``, HTTP 409). The run'
 history and log are written while it trains, for the admin page. A worker killed mid-training gets
 the task again (``acks_late``) and resumes from the run directory's ``last.pt``; a worker shutting down
 stops the training at its next batch and leaves the run live, to be queued again (``bootstrap.py``).
+
+The snapshot is read from a local copy (``export_local_copy``) and the run's folder is stored in the
+media storage after every epoch (``run_files.RunFolder``), so any worker that reaches the database,
+the broker and the storage can train, or resume another's run.
 """
 from __future__ import annotations
 
@@ -31,17 +35,17 @@ from annotator.constants import ExportStatus, State
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import Dataset, ExportSnapshot, Radiograph
 from annotator.services.events import audit_record
-from annotator.services.exports import export_build, export_create, export_dir
+from annotator.services.exports import export_build, export_create, export_local_copy
 
 from ..models import ModelVersion, TrainingRun
 from ..selectors import training_images_count
 from .registry import json_safe, model_version_activate, model_version_register
+from .run_files import RunFolder
 
 logger = logging.getLogger(__name__)
 
 # The gate: the candidate must not be worse than the active model on these (higher is better).
 GATE_METRICS = ("lung_dice", "covid_sensitivity_at_90_specificity")
-RUNS_DIR = "training"
 # Share of the progress bar for each stage.
 EXPORT_SHARE, TRAIN_SHARE = 0.05, 0.85
 # Training settings a manual start may override: name -> (type, minimum, maximum).
@@ -253,8 +257,9 @@ def training_run_start_if_due() -> TrainingRun | None:
 class _Reporter:
     """The training package's progress callback: progress, history and log on the run, throttled."""
 
-    def __init__(self, run_id: int, epochs: int, *, every: float = 2.0) -> None:
+    def __init__(self, run_id: int, epochs: int, *, every: float = 2.0, on_epoch: Callable[[], None] | None = None) -> None:
         self.run_id, self.epochs, self.every = run_id, max(1, epochs), every
+        self.on_epoch = on_epoch  # after an epoch's checkpoints are written (stores the run folder)
         self.last = 0.0
 
     def __call__(self, epoch: int, step: int, total_steps: int, metrics: dict[str, Any]) -> None:
@@ -274,6 +279,8 @@ class _Reporter:
                 line += f", val lung Dice {_fmt(row['val_lung_dice'])}"
             line += f", {_fmt(row.get('seconds'), 1)} s"
             _run_update(self.run_id, progress=progress, history=history, line=line)
+            if self.on_epoch is not None:
+                self.on_epoch()
         else:
             _run_update(self.run_id, progress=progress)
 
@@ -326,12 +333,13 @@ def _execute(run: TrainingRun, should_stop: Callable[[], bool] | None = None) ->
     from ..runtime import checkpoint_local_path
 
     snapshot = _snapshot(run)
-    export_root = export_dir(snapshot)
+    export_root = export_local_copy(snapshot)
     config = run.config or {}
     preset = training_preset(config.get("preset"))
-    run_dir = Path(settings.MEDIA_ROOT) / RUNS_DIR / str(run.pk)
+    folder = RunFolder(run.pk)
+    folder.restore()
     train_config = dataclasses.replace(
-        training_config_build(preset, export_dir=str(export_root), run_dir=str(run_dir), overrides=config.get("overrides")),
+        training_config_build(preset, export_dir=str(export_root), run_dir=str(folder.local), overrides=config.get("overrides")),
         resume=True,  # a redelivered or stopped run continues from last.pt
         evaluate_test=False,  # scored below, like the active model, with the same function
     )
@@ -341,9 +349,12 @@ def _execute(run: TrainingRun, should_stop: Callable[[], bool] | None = None) ->
             f"training with preset {preset.name} ({preset.title}) on {preset.device}: {train_config.epochs} epochs, "
             f"width {train_config.model.width}, {train_config.model.image_size} px; snapshot {snapshot.pk}: {json_safe(snapshot.counts)}"
         ),
-        config={**config, "run_dir": str(run_dir.relative_to(settings.MEDIA_ROOT))},
+        config={**config, "run_dir": folder.stored.prefix},
     )
-    result = train(train_config, progress=_Reporter(run.pk, train_config.epochs), should_stop=should_stop)
+    try:
+        result = train(train_config, progress=_Reporter(run.pk, train_config.epochs, on_epoch=folder.sync), should_stop=should_stop)
+    finally:
+        folder.sync()  # the log of a failed run too
     if result.stopped:
         _run_update(run.pk, line="stopped: the worker is shutting down; the run continues from where it stopped (last.pt) when it is queued again")
         return False
@@ -371,6 +382,7 @@ def _execute(run: TrainingRun, should_stop: Callable[[], bool] | None = None) ->
         "active_model": active.name if active else None,
     }
     TrainingRun.objects.filter(pk=run.pk).update(candidate=candidate, baseline=active, decision=decision)
+    folder.sync()  # best.pt now carries its test metrics
     if promote:
         model_version_activate(model_version_id=candidate.pk, actor=None, action="model_promoted")
     _run_update(
@@ -383,6 +395,7 @@ def _execute(run: TrainingRun, should_stop: Callable[[], bool] | None = None) ->
         finished_at=timezone.now(),
     )
     audit_record(actor=None, action="training_finished", target=f"training:{run.pk}", data={"candidate": candidate.name, **decision})
+    folder.local_discard()
     return True
 
 

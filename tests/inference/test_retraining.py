@@ -130,7 +130,7 @@ def test_a_better_candidate_is_promoted_atomically_and_the_open_radiographs_are_
     assert batch.reason == "promotion" and batch.items.count() == Radiograph.objects.filter(state="imported").count() > 0
 
 
-def test_a_real_tiny_training_run_reports_progress_and_registers_its_candidate(lung_truth):
+def test_a_real_tiny_training_run_reports_progress_and_registers_its_candidate(lung_truth, client_for, annotator):
     run = training_run_start(trigger="manual", overrides={"epochs": 2, "width": 0.0625, "image_size": 64, "batch_size": 4, "lr": 1e-3})
     run = training_run_execute(training_run_id=run.pk)
     assert run.status == "succeeded", run.log
@@ -141,6 +141,14 @@ def test_a_real_tiny_training_run_reports_progress_and_registers_its_candidate(l
     assert candidate.is_active  # nothing to compare with: the first model is promoted
     assert candidate.metrics["lung_images"] > 0 and candidate.metrics["lung_dice"] is not None
     assert candidate.config["model"]["width"] == 0.0625
+    # Its artefacts are read from the media storage; checkpoints are not among what people see.
+    detail = client_for(annotator).get(f"/api/training-runs/{run.pk}/").json()
+    names = {a["name"] for a in detail["artefacts"]}
+    assert {"train.log", "metrics.jsonl", "loss_curves.png", "config.json"} <= names and "last.pt" not in names
+    curves = client_for(annotator).get(f"/api/training-runs/{run.pk}/artefacts/loss_curves.png")
+    assert curves.status_code == 200 and curves["Content-Type"] == "image/png"
+    assert b"".join(curves.streaming_content).startswith(b"\x89PNG")
+    assert client_for(annotator).get(f"/api/training-runs/{run.pk}/artefacts/last.pt").status_code == 404
     # Running the task again (a redelivery) changes nothing.
     again = training_run_execute(training_run_id=run.pk)
     assert (again.status, again.candidate_id) == ("succeeded", run.candidate_id)

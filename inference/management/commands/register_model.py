@@ -10,7 +10,7 @@ from inference.services import model_version_register
 
 
 class Command(BaseCommand):
-    help = "Register a CMTNet checkpoint in the model registry (a copy goes under MEDIA_ROOT/models/)."
+    help = "Register a CMTNet checkpoint in the model registry (a copy goes into the media storage under models/)."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("checkpoint", type=Path, help="A cmtnet-checkpoint/1 file (e.g. a run's best.pt).")
