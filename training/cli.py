@@ -42,6 +42,16 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--covid-copies", action=argparse.BooleanOptionalAction, default=None, help="the paper's augmented copies of the minority COVID class")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None, help="ImageNet VGG16-BN encoder if available")
     p.add_argument("--val-fraction", type=float, help="subject-disjoint part of train used to pick the best epoch")
+    p.add_argument(
+        "--task-weights",
+        help="weights of the task losses, e.g. health=0.3,diagnosis=0.3 (names: lung, disease, health, diagnosis; default 1 each)",
+    )
+    p.add_argument(
+        "--box-calibration",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fit the box-edge calibration on the training images' annotated boxes at the end (default: on)",
+    )
     p.add_argument("--no-verify", action="store_true", help="skip the manifest sha256 check")
 
 
@@ -144,6 +154,10 @@ def _train_config(args: argparse.Namespace) -> Any:
         config.augment.generic = args.augment
     if args.covid_copies is not None:
         config.augment.covid_copies = args.covid_copies
+    for name, weight in _task_weights(args.task_weights).items():
+        setattr(config.loss, f"{name}_weight", weight)
+    if args.box_calibration is not None:
+        config.box_calibration = args.box_calibration
     for key in ("epochs", "batch_size", "lr", "device", "seed", "workers", "schedule", "val_fraction"):
         value = getattr(args, key)
         if value is not None:
@@ -155,6 +169,26 @@ def _train_config(args: argparse.Namespace) -> Any:
     config.verify = not args.no_verify
     config.progress_bar = True
     return TrainConfig.from_dict(config.to_dict())  # re-validate the whole thing
+
+
+def _task_weights(value: str | None) -> dict[str, float]:
+    """``"health=0.3,diagnosis=0.3"`` -> ``{"health": 0.3, "diagnosis": 0.3}``; a clear error otherwise."""
+    weights: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in (value or "").split(","))):
+        name, _, number = item.partition("=")
+        name = name.strip()
+        if name not in TASK_WEIGHT_NAMES:
+            raise SystemExit(f"--task-weights: unknown task {name!r}; known: {', '.join(TASK_WEIGHT_NAMES)}")
+        try:
+            weights[name] = float(number)
+        except ValueError:
+            raise SystemExit(f"--task-weights: {item!r} is not name=number") from None
+        if not weights[name] >= 0:
+            raise SystemExit(f"--task-weights: {name} must be a number >= 0")
+    return weights
+
+
+TASK_WEIGHT_NAMES = ("lung", "disease", "health", "diagnosis")
 
 
 def _preset_config(args: argparse.Namespace, *, export_dir: str, run_dir: str) -> Any:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from training.checkpoint import load_checkpoint
@@ -59,6 +60,18 @@ def test_paper_flag_turns_the_recipe_off(synthetic_export: Path, tmp_path: Path)
     config = json.loads((run / "config.json").read_text())
     assert config["loss"]["lung_dice"] is False and config["schedule"] == "constant" and config["augment"]["generic"] is False
     assert config["model"]["tasks"] == [1, 4]
+
+
+def test_task_weights_and_box_calibration_flags_reach_the_run(synthetic_export: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    args = ["train", "--export", str(synthetic_export), "--run-dir", str(run), *TINY, "--epochs", "1"]
+    assert main([*args, "--task-weights", "health=0.25,diagnosis=0.5", "--no-box-calibration"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert (config["loss"]["lung_weight"], config["loss"]["health_weight"], config["loss"]["diagnosis_weight"]) == (1.0, 0.25, 0.5)
+    assert config["box_calibration"] is False
+
+    with pytest.raises(SystemExit, match="unknown task 'covid'"):
+        main([*args, "--task-weights", "covid=2"])
 
 
 def test_verify_command_exit_codes(synthetic_export: Path, make_synthetic_export, capsys) -> None:
