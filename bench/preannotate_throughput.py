@@ -185,7 +185,7 @@ def _threads() -> int | None:
 
 def bare_rounds(checkpoint: str, radiographs, rounds: int = 2) -> list[float]:
     """Seconds per pass of the same Predictor over the same decoded images, in-process, one at a time."""
-    from inference.services.preannotation import radiograph_pixels
+    from inference.services.preannotation_worker import radiograph_pixels
     from training.serve import Predictor
 
     predictor = Predictor(checkpoint, threads=_threads())
@@ -203,7 +203,7 @@ def bare_rounds(checkpoint: str, radiographs, rounds: int = 2) -> list[float]:
 def bare(checkpoint: str, radiographs, earlier_rounds: list[float]) -> dict:
     """Bare inference (the fastest pass measured before and after the end-to-end run: the
     conservative choice on a shared machine) and the in-process pipeline for the breakdown."""
-    from inference.services.preannotation import radiograph_pixels
+    from inference.services.preannotation_worker import radiograph_pixels
     from training.serve import Predictor
 
     rounds = earlier_rounds + bare_rounds(checkpoint, radiographs)
