@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -99,8 +100,13 @@ def radiographs_preannotate(*, radiograph_ids: Iterable[int], model_version_id: 
         for rid in pending:
             outcomes[rid] = _item(batch_id, rid, Item.SKIPPED, f"{model_version.name} is no longer the active model", "skipped")
         return outcomes
+    chunk = _Chunk(model_version=model_version, batch_id=batch_id, outcomes=outcomes)
     if pending:
-        _Chunk(model_version=model_version, batch_id=batch_id, outcomes=outcomes).run(pending)
+        chunk.run(pending)
+    logger.info(
+        "chunk of %d for %s: %s; forward passes of %s radiograph(s)",
+        len(ids), model_version.name, dict(Counter(outcomes.values())), chunk.passes,
+    )
     return outcomes
 
 
@@ -117,6 +123,7 @@ class _Chunk:
         self.outcomes = outcomes
         self.predictor = None
         self.pool: ThreadPoolExecutor | None = None
+        self.passes: list[int] = []  # the size of each forward pass, for the log
 
     def run(self, pending: list[int]) -> None:
         unfinished = set(Radiograph.objects.filter(pk__in=pending, preannotation_status=Pre.RUNNING).values_list("pk", flat=True))
@@ -142,7 +149,7 @@ class _Chunk:
         finally:
             self.pool.shutdown(wait=False, cancel_futures=True)
         if unfinished:
-            logger.info("chunk of %d: %d radiograph(s) whose earlier attempt did not finish ran alone", len(pending), len(unfinished))
+            logger.info("%d radiograph(s) whose earlier attempt did not finish ran alone", len(unfinished))
 
     def _prepare(self, group: list[int]) -> _Batch:
         """Count each radiograph's attempt (committed), then submit its decoding."""
@@ -192,6 +199,7 @@ class _Chunk:
         import torch
 
         clock = time.perf_counter()
+        self.passes.append(len(ready))
         try:
             results = self.predictor.predict_preprocessed(torch.cat([t for _, _, t in ready]), [s for _, s, _ in ready])
         except SoftTimeLimitExceeded:
