@@ -130,7 +130,8 @@ class _Chunk:
         fresh = [rid for rid in pending if rid not in unfinished]
         size = max(1, preannotate_batch_size())
         groups = [fresh[i : i + size] for i in range(0, len(fresh), size)]
-        threads = max(1, min(size, len(os.sched_getaffinity(0)), MAX_DECODE_THREADS))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = max(1, min(size, cores, MAX_DECODE_THREADS))
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="preannotate-decode")
         current: _Batch | None = None
         try:
