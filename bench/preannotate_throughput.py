@@ -1,20 +1,24 @@
 #!/usr/bin/env python
-"""Pre-annotation throughput of one worker through the real broker, against bare inference.
+"""Pre-annotation throughput through the broker with 1 and 2 worker processes, against the bare predictor.
 
-End to end: radiographs already imported, ``preannotation_request`` enqueues one task each (on
-commit), one worker process (``celery -A config worker -Q gpu -c 1``, prefetch 1) runs them, and the
-clock stops when the last prediction is stored. Bare: the same ``training.serve.Predictor`` on the
-same images' decoded pixels, in this process, one at a time. The target is end-to-end >= 0.8 x bare.
+End to end: radiographs already imported, ``preannotation_request`` enqueues them as chunks of
+``PREANNOTATE_BATCH_SIZE`` (on commit; by device unless ``--batch-size``), N worker processes
+(``celery -A config worker -Q gpu -c 1``, prefetch 1, each its own process as on separate hosts)
+run them as forward batches, and the clock stops when the last prediction is stored. Bare: the same
+``training.serve.Predictor`` on the same images' decoded pixels, in this process, at batch 1 and 8
+on the CPU (1, 8 and 32 on CUDA).
 
     python bench/preannotate_throughput.py                       # the paper's CMTNet (width 1, 224 px), 20 images
     python bench/preannotate_throughput.py --width 0.25 --image-size 128 --count 40
-    python bench/preannotate_throughput.py --count 10 --broker filesystem
+    python bench/preannotate_throughput.py --workers 1,2 --batch-size 8
 
 Database: ``--database-url`` (or ``BENCH_DATABASE_URL``) names a PostgreSQL server; a throw-away
 database is created on it and dropped afterwards. Without one, a throw-away SQLite file is used.
 Broker: ``redis`` (``--redis-url``, default ``BENCH_REDIS_URL`` or redis://127.0.0.1:6379/14; that
 Redis database is flushed) or ``filesystem`` (a temporary folder). Random weights: speed does not
-depend on them. Prints a table and writes ``bench/results/preannotate_throughput.json``.
+depend on them. With ``--threads 0`` each of N workers gets cores / N torch threads. Prints a table
+(with the load average: other work on the machine competes for its cores) and writes
+``bench/results/preannotate_throughput.json``.
 """
 from __future__ import annotations
 
@@ -38,18 +42,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 from bench.common import REPO, RESULTS_DIR, SAMPLE, throwaway_postgres  # noqa: E402
 
 RESULTS = RESULTS_DIR / "preannotate_throughput.json"
+CPUS = len(os.sched_getaffinity(0))
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--width", type=float, default=1.0, help="CMTNet width multiplier (1: the paper's, the configuration bench/model_speed.py times)")
     parser.add_argument("--image-size", type=int, default=224, help="model input side in px (paper: 224)")
-    parser.add_argument("--count", type=int, default=20, help="radiographs pre-annotated in the timed batch")
+    parser.add_argument("--count", type=int, default=20, help="radiographs pre-annotated in each timed batch")
+    parser.add_argument("--workers", default="1,2", help="worker process counts to time, comma-separated")
+    parser.add_argument("--batch-size", type=int, default=0, help="PREANNOTATE_BATCH_SIZE for the request and the workers (0: by device)")
+    parser.add_argument("--bare-batch-sizes", default="", help="bare predictor batch sizes (default: 1,8 on the CPU, 1,8,32 on CUDA)")
     parser.add_argument("--broker", choices=("redis", "filesystem"), default="redis")
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"))
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", ""))
     parser.add_argument("--pool", choices=("prefork", "solo"), default="prefork", help="worker pool (production: prefork -c 1)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads in the worker and for bare (0: one per core)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads per worker and for bare (0: cores / workers)")
     parser.add_argument("--images", type=Path, default=SAMPLE / "images", help="folder of radiographs to use")
     parser.add_argument("--out", type=Path, default=RESULTS)
     return parser.parse_args()
@@ -74,6 +82,7 @@ def configure(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, str], call
         "LUNGMARK_VAR_DIR": str(tmp / "var"),
         "LOG_LEVEL": "WARNING",
         "INFERENCE_THREADS": str(args.threads),
+        "PREANNOTATE_BATCH_SIZE": str(args.batch_size),
         "DEBUG": "0",
         "PYTHONUNBUFFERED": "1",
     }
@@ -89,38 +98,38 @@ def redis_flush(url: str) -> None:
     client.close()
 
 
-# --- the two measurements ------------------------------------------------------------------------
+# --- the measurements ----------------------------------------------------------------------------
 
 
 def sample_files(folder: Path, count: int) -> list[Path]:
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in {".png", ".jpg", ".jpeg"})
-    if len(files) < count + 1:
-        raise SystemExit(f"{folder} has {len(files)} images; --count {count} needs {count + 1} (one warms the worker up)")
-    return files[: count + 1]
+    if len(files) < count:
+        raise SystemExit(f"{folder} has {len(files)} images; this run needs {count} (--count per layout, plus one per worker to warm it up)")
+    return files[:count]
 
 
-def import_images(files: list[Path]) -> list[int]:
+def import_images(files: list[Path], dataset: str) -> list[int]:
     from annotator.services.imports import SourceFile, dataset_get_or_create, radiographs_import
 
     def reader(path: Path):
         return lambda limit: path.read_bytes()[:limit]
 
-    dataset = dataset_get_or_create(name="bench")
     sources = [SourceFile(name=p.name, size=p.stat().st_size, read=reader(p)) for p in files]
-    report = radiographs_import(dataset=dataset, sources=sources, metadata={})
+    report = radiographs_import(dataset=dataset_get_or_create(name=dataset), sources=sources, metadata={})
     if report.errors:
         print(f"import errors: {report.errors}", file=sys.stderr)
-    return report.radiograph_ids
+    return sorted(report.radiograph_ids)
 
 
-def start_worker(env: dict[str, str], log: Path, pool: str) -> subprocess.Popen:
+def start_worker(env: dict[str, str], log: Path, pool: str, threads: int) -> subprocess.Popen:
     args = [
         sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "gpu,default", "-c", "1", "--pool", pool,
         "--prefetch-multiplier", "1", "--loglevel", "INFO", "-n", f"bench-{uuid.uuid4().hex[:6]}@%h",
         "--without-gossip", "--without-mingle", "--without-heartbeat",
     ]
+    worker_env = {**os.environ, **env, "LOG_LEVEL": "INFO", "INFERENCE_THREADS": str(threads)}
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(args, cwd=REPO, env={**os.environ, **env, "LOG_LEVEL": "INFO"}, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(args, cwd=REPO, env=worker_env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -158,6 +167,7 @@ def end_to_end(ids: list[int], model_version, timeout: float) -> dict:
     """Enqueue on commit → stored predictions; the clock stops at the last prediction's timestamp."""
     from inference.models import Prediction, PreannotationItem
     from inference.services import preannotation_request
+    from inference.services.preannotation_worker import preannotate_batch_size
 
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
@@ -170,6 +180,7 @@ def end_to_end(ids: list[int], model_version, timeout: float) -> dict:
     seconds = (last - started).total_seconds()
     return {
         "images": predictions.count(),
+        "chunk_size": preannotate_batch_size(),
         "seconds": seconds,
         "images_per_s": predictions.count() / seconds,
         "seconds_polled": polled,
@@ -178,42 +189,56 @@ def end_to_end(ids: list[int], model_version, timeout: float) -> dict:
     }
 
 
-def _threads() -> int | None:
-    """The same thread setting the worker gets (INFERENCE_THREADS, 0 = one per usable core)."""
-    return int(os.environ.get("INFERENCE_THREADS") or 0) or None
+def layout(args, env, tmp: Path, model_version, ids: list[int], workers: int) -> dict:
+    """Start ``workers`` worker processes, warm each up (model load), time ``ids`` through them."""
+    threads = args.threads or max(1, CPUS // workers)
+    procs = []
+    try:
+        for k in range(workers):
+            procs.append(start_worker(env, tmp / f"worker-{workers}-{k}.log", args.pool, threads))
+        print(f"{workers} worker(s), {threads} thread(s) each: warming up ...", flush=True)
+        end_to_end(ids[:workers], model_version, timeout=600)  # one single-image chunk each, most likely
+        timed = ids[workers:]
+        print(f"{workers} worker(s): {len(timed)} radiographs through the {args.broker} broker ...", flush=True)
+        result = end_to_end(timed, model_version, timeout=3600)
+    finally:
+        for proc in procs:
+            stop_worker(proc)
+    return {"workers": workers, "threads_per_worker": threads, **result}
 
 
-def bare_rounds(checkpoint: str, radiographs, rounds: int = 2) -> list[float]:
-    """Seconds per pass of the same Predictor over the same decoded images, in-process, one at a time."""
-    from inference.services.preannotation import radiograph_pixels
+def bare_batches(checkpoint: str, images, batch_sizes: list[int], threads: int | None, rounds: int = 2) -> dict[int, dict]:
+    """The same Predictor over the same decoded images, in-process, at each batch size (the fastest
+    of ``rounds`` passes: the conservative choice on a shared machine)."""
     from training.serve import Predictor
 
-    predictor = Predictor(checkpoint, threads=_threads())
-    images = [radiograph_pixels(r) for r in radiographs]
-    predictor.predict(images[0])  # warm-up
-    seconds = []
-    for _ in range(rounds):
-        clock = time.perf_counter()
-        for image in images:
-            predictor.predict(image)
-        seconds.append(time.perf_counter() - clock)
-    return seconds
+    predictor = Predictor(checkpoint, threads=threads)
+    results = {}
+    for size in batch_sizes:
+        groups = [images[i : i + size] for i in range(0, len(images), size)]
+        predictor.predict_batch(groups[0])  # warm-up (and cuDNN's choice of kernels for this shape)
+        seconds = []
+        for _ in range(rounds):
+            if predictor.device.type == "cuda":
+                __import__("torch").cuda.synchronize()
+            clock = time.perf_counter()
+            for group in groups:
+                predictor.predict_batch(group)
+            seconds.append(time.perf_counter() - clock)
+        results[size] = {"device": str(predictor.device), "seconds": min(seconds), "images_per_s": len(images) / min(seconds), "rounds_seconds": seconds}
+    return results
 
 
-def bare(checkpoint: str, radiographs, earlier_rounds: list[float]) -> dict:
-    """Bare inference (the fastest pass measured before and after the end-to-end run: the
-    conservative choice on a shared machine) and the in-process pipeline for the breakdown."""
-    from inference.services.preannotation import radiograph_pixels
-    from training.serve import Predictor
-
-    rounds = earlier_rounds + bare_rounds(checkpoint, radiographs)
-    seconds = min(rounds)
-    predictor = Predictor(checkpoint, threads=_threads())
-    images = [radiograph_pixels(r) for r in radiographs]
-    # For the breakdown: what the worker adds around the model (decoding, suggestions).
+def pipeline(checkpoint: str, radiographs, threads: int | None) -> dict:
+    """In-process decode + predict + suggestions at batch 1: what the worker adds around the model."""
     from django.conf import settings
-    from inference.suggestions import suggestion_from_prediction
 
+    from inference.services.preannotation_worker import radiograph_pixels
+    from inference.suggestions import suggestion_from_prediction
+    from training.serve import Predictor
+
+    predictor = Predictor(checkpoint, threads=threads)
+    predictor.predict(radiograph_pixels(radiographs[0]))
     clock = time.perf_counter()
     for radiograph in radiographs:
         image = radiograph_pixels(radiograph)
@@ -221,17 +246,8 @@ def bare(checkpoint: str, radiographs, earlier_rounds: list[float]) -> dict:
             predictor.predict(image), shape=image.shape, threshold=settings.PREANNOTATE_MASK_THRESHOLD,
             min_region_fraction=settings.PREANNOTATE_MIN_REGION_FRACTION, max_regions=settings.PREANNOTATE_MAX_REGIONS,
         )
-    pipeline = time.perf_counter() - clock
-    return {
-        "images": len(images),
-        "seconds": seconds,
-        "images_per_s": len(images) / seconds,
-        "rounds_seconds": rounds,
-        "pipeline_seconds": pipeline,
-        "pipeline_images_per_s": len(images) / pipeline,
-        "threads": __import__("torch").get_num_threads(),
-        "mean_megapixels": statistics.fmean(i.size for i in images) / 1e6,
-    }
+    seconds = time.perf_counter() - clock
+    return {"seconds": seconds, "images_per_s": len(radiographs) / seconds}
 
 
 # --- main ----------------------------------------------------------------------------------------
@@ -239,14 +255,16 @@ def bare(checkpoint: str, radiographs, earlier_rounds: list[float]) -> dict:
 
 def main() -> None:
     args = parse_args()
+    layouts = [int(w) for w in args.workers.split(",") if w.strip()]
     tmp = Path(tempfile.mkdtemp(prefix="lungmark-bench-"))
     env, drop = configure(args, tmp)
-    worker = None
+    load_before = os.getloadavg()
     try:
         import django
 
         sys.path.insert(0, str(REPO))
         django.setup()
+        import torch
         from django.core.management import call_command
 
         call_command("migrate", "--noinput", verbosity=0)
@@ -258,35 +276,35 @@ def main() -> None:
 
         checkpoint = tmp / f"cmtnet-w{args.width}-{args.image_size}.pt"
         save_checkpoint(checkpoint, CMTNet(ModelConfig(width=args.width, image_size=args.image_size, pretrained=False)), normalization={"mean": [0.5] * 3, "std": [0.25] * 3})
+        from annotator.models import Radiograph
+        from django.core.files.storage import default_storage
         from inference.services import model_version_activate, model_version_register
+        from inference.services.preannotation_worker import radiograph_pixels
 
         with open(checkpoint, "rb") as fh:
             model_version = model_version_register(file=fh, name="bench")
-        print(f"importing {args.count + 1} radiographs ...", flush=True)
-        ids = import_images(sample_files(args.images, args.count))  # no active model yet: nothing queued
+        per_layout = [args.count + w for w in layouts]
+        files = sample_files(args.images, max(per_layout))
+        print(f"importing {sum(per_layout)} radiographs ...", flush=True)
+        # No active model yet: nothing is queued; each layout gets radiographs of its own.
+        id_sets = [import_images(files[:n], f"bench-{w}") for w, n in zip(layouts, per_layout)]
         model_version = model_version_activate(model_version_id=model_version.pk, preannotate=False)
-        from annotator.models import Radiograph
-        from django.core.files.storage import default_storage
-
         stored_checkpoint = default_storage.path(model_version.checkpoint.name)
-        radiographs = list(Radiograph.objects.filter(pk__in=ids[1:]).order_by("pk"))
-        print("bare inference in-process (before) ...", flush=True)
-        earlier = bare_rounds(stored_checkpoint, radiographs)
-
-        worker = start_worker(env, tmp / "worker.log", args.pool)
-        print("warming the worker up (model load) ...", flush=True)
-        warm = end_to_end(ids[:1], model_version, timeout=600)
-        timed_ids = ids[1:]
-        print(f"end to end: {len(timed_ids)} radiographs through the {args.broker} broker ...", flush=True)
-        e2e = end_to_end(timed_ids, model_version, timeout=3600)
-        stop_worker(worker)
-        worker = None
-
-        print("bare inference in-process (after) ...", flush=True)
-        base = bare(stored_checkpoint, radiographs, earlier)
+        radiographs = list(Radiograph.objects.filter(pk__in=id_sets[0][layouts[0]:]).order_by("pk"))
+        images = [radiograph_pixels(r) for r in radiographs]
+        cuda = torch.cuda.is_available()
+        sizes = [int(b) for b in args.bare_batch_sizes.split(",") if b] or ([1, 8, 32] if cuda else [1, 8])
+        threads = args.threads or None
+        print(f"bare predictor in-process, batch {sizes} ...", flush=True)
+        bare = bare_batches(stored_checkpoint, images, sizes, threads)
+        runs = [layout(args, env, tmp, model_version, ids, w) for w, ids in zip(layouts, id_sets)]
+        print("bare predictor in-process (after) and the in-process pipeline ...", flush=True)
+        for size, again in bare_batches(stored_checkpoint, images, sizes, threads).items():
+            bare[size]["rounds_seconds"] += again["rounds_seconds"]
+            bare[size]["seconds"] = min(bare[size]["rounds_seconds"])
+            bare[size]["images_per_s"] = len(images) / bare[size]["seconds"]
+        inproc = pipeline(stored_checkpoint, radiographs, threads)
     finally:
-        if worker is not None:
-            stop_worker(worker)
         from django.db import connections
 
         connections.close_all()
@@ -297,39 +315,44 @@ def main() -> None:
                 pass
         drop()
         shutil.rmtree(tmp, ignore_errors=True)
+    load_after = os.getloadavg()
 
-    ratio = e2e["images_per_s"] / base["images_per_s"]
+    base = bare[1]["images_per_s"]
     record = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": len(os.sched_getaffinity(0)), "platform": platform.platform(), "load_1min": os.getloadavg()[0]},
+        "machine": {
+            "cpus": CPUS, "platform": platform.platform(), "cuda": torch.cuda.get_device_name(0) if cuda else None,
+            "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in load_after],
+        },
         "config": {
             "width": args.width, "image_size": args.image_size, "count": args.count, "broker": args.broker,
-            "threads": base["threads"], "pool": args.pool, "database": urlsplit(env["DATABASE_URL"]).scheme,
+            "batch_size": args.batch_size, "workers": layouts, "threads": args.threads, "pool": args.pool,
+            "database": urlsplit(env["DATABASE_URL"]).scheme,
         },
-        "bare": base,
-        "end_to_end": e2e,
-        "warmup_seconds": warm["seconds"],
-        "ratio": ratio,
-        "target": 0.8,
-        "meets_target": ratio >= 0.8,
+        "mean_megapixels": statistics.fmean(i.size for i in images) / 1e6,
+        "bare": {str(k): v for k, v in bare.items()},
+        "pipeline": inproc,
+        "end_to_end": runs,
     }
-    rows = [
-        ("bare Predictor.predict (decoded pixels)", base["images_per_s"], 1000 / base["images_per_s"]),
-        ("in-process decode + predict + suggestions", base["pipeline_images_per_s"], 1000 / base["pipeline_images_per_s"]),
-        (f"end to end: {args.broker} broker + 1 worker", e2e["images_per_s"], 1000 / e2e["images_per_s"]),
-    ]
-    print(f"\nCMTNet width {args.width}, {args.image_size} px; {args.count} radiographs (mean {base['mean_megapixels']:.2f} Mpx); "
-          f"{base['threads']} threads; {record['config']['database']} database")
-    print(f"{'path':<46} {'images/s':>9} {'ms/image':>9}")
-    for name, rate, ms in rows:
-        print(f"{name:<46} {rate:>9.2f} {ms:>9.1f}")
-    print(f"end to end / bare = {ratio:.2f} (target >= 0.8: {'met' if ratio >= 0.8 else 'NOT met'})")
-    if e2e["not_done"]:
-        print(f"not done: {e2e['not_done']}")
+    print(f"\nCMTNet width {args.width}, {args.image_size} px; {args.count} radiographs (mean {record['mean_megapixels']:.2f} Mpx); "
+          f"{CPUS} cores; {record['config']['database']} database; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
+    print(f"{'path':<58} {'images/s':>9} {'ms/image':>9} {'x bare b1':>9}")
+    rows = [(f"bare Predictor, batch {size} ({result['device']})", result["images_per_s"]) for size, result in bare.items()]
+    rows.append(("in-process decode + predict + suggestions, batch 1", inproc["images_per_s"]))
+    for run in runs:
+        rows.append((
+            f"end to end: {args.broker} + {run['workers']} worker(s) x {run['threads_per_worker']} thr, chunk {run['chunk_size']}",
+            run["images_per_s"],
+        ))
+    for name, rate in rows:
+        print(f"{name:<58} {rate:>9.2f} {1000 / rate:>9.1f} {rate / base:>9.2f}")
+    for run in runs:
+        if run["not_done"]:
+            print(f"not done ({run['workers']} worker(s)): {run['not_done']}")
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     existing = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": []}
-    key = lambda r: tuple(r["config"].get(k) for k in ("width", "image_size", "count", "broker", "threads", "pool", "database"))  # noqa: E731
+    key = lambda r: json.dumps(r.get("config"), sort_keys=True)  # noqa: E731
     existing["runs"] = [r for r in existing.get("runs", []) if key(r) != key(record)] + [record]
     args.out.write_text(json.dumps(existing, indent=2) + "\n")
     print(f"wrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}")

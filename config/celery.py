@@ -62,6 +62,7 @@ def _configure() -> None:
         task_default_queue="default",
         task_routes={
             # Model work on the gpu queue (workers with prefetch 1); everything else on default.
+            "inference.preannotate_chunk": {"queue": "gpu"},
             "inference.preannotate": {"queue": "gpu"},
             "inference.train": {"queue": "gpu"},
             "inference.retrain_if_due": {"queue": "default"},

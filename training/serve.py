@@ -2,6 +2,7 @@
 
     predictor = Predictor("best.pt")                 # once per worker process
     result = predictor.predict(image_uint8_2d)       # any size
+    results = predictor.predict_batch(images)        # one forward pass (GPU workers batch)
     boxes = lung_boxes_from_mask(result.lung >= 0.5) # training.metrics
 
 What makes it fast on the CPU (measured in bench/model_speed.py): every BatchNorm is folded into its
@@ -130,18 +131,31 @@ class Predictor:
         batch = (batch.expand(-1, self.in_channels, -1, -1) - self._mean) / self._std
         return batch.contiguous(memory_format=self.memory_format)
 
-    @torch.inference_mode()
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[Prediction]:
         """Predict several images in one forward pass (worth it on a GPU; on a CPU batch 1 is as fast)."""
         if len(images) == 0:
             return []
-        batch = self.preprocess(images).to(self.device, non_blocking=True)
+        shapes = [tuple(np.asarray(image).shape[:2]) for image in images]
+        return self.predict_preprocessed(self.preprocess(images), shapes)
+
+    @torch.inference_mode()
+    def predict_preprocessed(self, batch: torch.Tensor, shapes: Sequence[tuple[int, int]]) -> list[Prediction]:
+        """Predict a batch that ``preprocess`` made (possibly one image at a time, in other threads,
+        and concatenated), with each image's original (height, width) for the maps.
+
+        Shape:
+            (N, in_channels, S, S) float32, N (height, width) pairs -> N predictions
+        """
+        if batch.shape[0] != len(shapes):
+            raise ValueError(f"{batch.shape[0]} images in the batch but {len(shapes)} shapes")
+        if len(shapes) == 0:
+            return []
+        batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None):
             output = self.model(batch)
         proba = predict_proba(output)
         results = []
-        for i, image in enumerate(images):
-            height, width = np.asarray(image).shape[:2]
+        for i, (height, width) in enumerate(shapes):
             probabilities = {
                 "healthy": None if proba.healthy is None else float(proba.healthy[i]),
                 "covid": None if proba.covid is None else float(proba.covid[i]),

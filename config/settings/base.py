@@ -315,7 +315,10 @@ PREANNOTATE_MASK_THRESHOLD = float(os.environ.get("PREANNOTATE_MASK_THRESHOLD", 
 PREANNOTATE_MIN_REGION_FRACTION = float(os.environ.get("PREANNOTATE_MIN_REGION_FRACTION", "0.001"))
 # PREANNOTATE_MAX_REGIONS: most suggested regions kept per radiograph (the largest ones).
 PREANNOTATE_MAX_REGIONS = env_int("PREANNOTATE_MAX_REGIONS", 10)
-# PREANNOTATE_TIME_LIMIT: hard time limit (s) of one pre-annotation task; the soft limit is 30 s less.
+# PREANNOTATE_BATCH_SIZE: radiographs per pre-annotation task and forward pass; 0 = by INFERENCE_DEVICE
+# (32 on CUDA, 1 on the CPU, fastest there); set it where web nodes lack the GPU workers' device.
+PREANNOTATE_BATCH_SIZE = env_int("PREANNOTATE_BATCH_SIZE", 0)
+# PREANNOTATE_TIME_LIMIT: hard time limit (s) of one pre-annotation task (one chunk); the soft limit is 30 s less.
 PREANNOTATE_TIME_LIMIT = env_int("PREANNOTATE_TIME_LIMIT", 600)
 # PREANNOTATE_TEST_DELAY: tests only: seconds a pre-annotation waits after counting its attempt.
 PREANNOTATE_TEST_DELAY = float(os.environ.get("PREANNOTATE_TEST_DELAY", "0"))

@@ -3,7 +3,8 @@
 ``preannotation_request`` is what the import calls after a successful import.
 """
 from .bootstrap import training_bootstrap, training_bootstrap_if_due
-from .preannotation import preannotation_request, radiograph_preannotate
+from .preannotation import preannotation_request
+from .preannotation_worker import radiograph_preannotate, radiographs_preannotate
 from .registry import model_version_activate, model_version_register, model_version_rollback
 from .retraining import promotion_decide, training_run_execute, training_run_start, training_run_start_if_due
 
@@ -14,6 +15,7 @@ __all__ = [
     "preannotation_request",
     "promotion_decide",
     "radiograph_preannotate",
+    "radiographs_preannotate",
     "training_bootstrap",
     "training_bootstrap_if_due",
     "training_run_execute",

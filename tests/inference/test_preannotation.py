@@ -11,7 +11,7 @@ from annotator.models import FindingRegion, LungAnnotation, Radiograph, ReviewEv
 from annotator.services import regions as region_services
 from annotator.services import workflow
 from inference.models import Prediction, PreannotationItem
-from inference.services import model_version_activate, preannotation_request, radiograph_preannotate
+from inference.services import model_version_activate, preannotation_request, radiograph_preannotate, radiographs_preannotate
 from tests.annotator.factories import RadiographFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("predictor_reset")]
@@ -161,15 +161,17 @@ def test_without_an_active_model_the_workflow_goes_on_without_suggestions(django
     assert callbacks == []
 
 
+@override_settings(PREANNOTATE_BATCH_SIZE=0, INFERENCE_DEVICE="cpu")
 def test_a_request_is_enqueued_on_commit_and_reports_progress(active_model, django_capture_on_commit_callbacks, monkeypatch):
     open_ones = [RadiographFactory(state=State.IMPORTED), RadiographFactory(state=State.RETURNED)]
     done = RadiographFactory(state=State.LUNGS_DONE)
     sent = []
-    monkeypatch.setattr("inference.tasks.preannotate.apply_async", lambda args, **kw: sent.append(args))
+    monkeypatch.setattr("inference.tasks.preannotate_chunk.apply_async", lambda args, **kw: sent.append(args))
     with django_capture_on_commit_callbacks(execute=True):
         batch = preannotation_request(radiograph_ids=[r.pk for r in [*open_ones, done]], model_version=active_model)
         assert sent == []  # nothing leaves before the commit
-    assert sorted(sent) == sorted((r.pk, active_model.pk, batch.pk) for r in open_ones)
+    # On the CPU a chunk is one radiograph (batch 1 is fastest there).
+    assert sorted(sent) == sorted(([r.pk], active_model.pk, batch.pk) for r in open_ones)
 
     from inference.selectors import preannotation_batch_progress
 
@@ -177,8 +179,8 @@ def test_a_request_is_enqueued_on_commit_and_reports_progress(active_model, djan
         "total": 3, "finished": 1, "fraction": pytest.approx(1 / 3, abs=1e-3), "complete": False,
         "queued": 2, "running": 0, "done": 0, "skipped": 1, "failed": 0,
     }
-    for rid, mv, bid in sent:
-        radiograph_preannotate(radiograph_id=rid, model_version_id=mv, batch_id=bid)
+    for ids, mv, bid in sent:
+        radiographs_preannotate(radiograph_ids=ids, model_version_id=mv, batch_id=bid)
     progress = preannotation_batch_progress(batch)
     assert (progress["finished"], progress["done"], progress["complete"]) == (3, 2, True)
 
@@ -191,10 +193,185 @@ def test_an_unreachable_broker_marks_the_radiographs_failed_instead_of_failing_t
     def down(*args, **kwargs):
         raise OperationalError("Error 111 connecting to the broker. Connection refused.")
 
-    monkeypatch.setattr("inference.tasks.preannotate.apply_async", down)
+    monkeypatch.setattr("inference.tasks.preannotate_chunk.apply_async", down)
     radiograph = RadiographFactory(state=State.IMPORTED)
     with django_capture_on_commit_callbacks(execute=True):
         batch = preannotation_request(radiograph_ids=[radiograph.pk], model_version=active_model)
     radiograph.refresh_from_db()
     assert radiograph.preannotation_status == "failed" and "broker is unreachable" in radiograph.preannotation_error
     assert batch.items.get().status == "failed"
+
+
+# --- chunks run as forward batches -------------------------------------------------------------
+
+
+@pytest.fixture
+def forward_batches(monkeypatch):
+    """The size of every forward pass the predictor makes (the real one still runs)."""
+    from training.serve import Predictor
+
+    sizes: list[int] = []
+    real = Predictor.predict_preprocessed
+
+    def spy(self, batch, shapes):
+        sizes.append(len(shapes))
+        return real(self, batch, shapes)
+
+    monkeypatch.setattr(Predictor, "predict_preprocessed", spy)
+    return sizes
+
+
+def run_chunk(radiographs, model_version, batch=None) -> dict[int, str]:
+    ids = [r.pk for r in radiographs]
+    return radiographs_preannotate(radiograph_ids=ids, model_version_id=model_version.pk, batch_id=batch.pk if batch else None)
+
+
+def test_the_batch_size_follows_the_device(settings, monkeypatch):
+    import torch
+
+    from inference.services.preannotation_worker import preannotate_batch_size
+
+    settings.PREANNOTATE_BATCH_SIZE, settings.INFERENCE_DEVICE = 0, "cpu"
+    assert preannotate_batch_size() == 1
+    monkeypatch.setattr("training.runtime.resolve_device", lambda name: torch.device("cuda"))
+    assert preannotate_batch_size() == 32
+    settings.PREANNOTATE_BATCH_SIZE = 8
+    assert preannotate_batch_size() == 8
+
+
+@override_settings(PREANNOTATE_BATCH_SIZE=2)
+def test_a_request_is_sent_as_chunks_of_the_batch_size(active_model, django_capture_on_commit_callbacks, monkeypatch):
+    radiographs = [RadiographFactory(state=State.IMPORTED) for _ in range(5)]
+    sent = []
+    monkeypatch.setattr("inference.tasks.preannotate_chunk.apply_async", lambda args, **kw: sent.append(args))
+    with django_capture_on_commit_callbacks(execute=True):
+        batch = preannotation_request(radiograph_ids=[r.pk for r in radiographs], model_version=active_model)
+    ids = sorted(r.pk for r in radiographs)
+    assert sent == [(ids[0:2], active_model.pk, batch.pk), (ids[2:4], active_model.pk, batch.pk), (ids[4:], active_model.pk, batch.pk)]
+
+
+@override_settings(PREANNOTATE_BATCH_SIZE=4)
+def test_a_chunk_runs_as_forward_batches_and_reports_progress_per_radiograph(active_model, forward_batches, monkeypatch):
+    from inference.services import preannotation_worker
+
+    radiographs = [RadiographFactory(state=State.IMPORTED, width=200 + i, height=160) for i in range(6)]
+    batch = preannotation_request(radiograph_ids=[r.pk for r in radiographs], model_version=active_model)
+    done_after_each_store = []
+    real_store = preannotation_worker._store
+
+    def store(**kwargs):
+        outcome = real_store(**kwargs)
+        done_after_each_store.append(batch.items.filter(status="done").count())
+        return outcome
+
+    monkeypatch.setattr(preannotation_worker, "_store", store)
+    assert run_chunk(radiographs, active_model, batch) == {r.pk: "done" for r in radiographs}
+    assert forward_batches == [4, 2]
+    # The progress bar moves as each radiograph is stored, not once per forward batch.
+    assert done_after_each_store == [1, 2, 3, 4, 5, 6]
+    for radiograph in radiographs:
+        radiograph.refresh_from_db()
+        assert (radiograph.state, radiograph.preannotation_status, radiograph.preannotation_attempts) == ("preannotated", "done", 1)
+        prediction = Prediction.objects.get(radiograph=radiograph)
+        assert prediction.left_box[2:] == [radiograph.width, 160]  # the maps come back at each one's own size
+
+
+@override_settings(PREANNOTATE_BATCH_SIZE=5)
+def test_batch_predictions_equal_single_ones(register, checkpoints):
+    from inference.runtime import predictor_for
+    from inference.services.preannotation_worker import radiograph_pixels
+
+    model = register(checkpoints["random"], name="random", activate=True)
+    radiographs = [RadiographFactory(state=State.IMPORTED, width=120 + 37 * i, height=100 + 23 * i) for i in range(5)]
+    assert set(run_chunk(radiographs, model).values()) == {"done"}
+    predictor = predictor_for(model)
+    for radiograph in radiographs:
+        alone = predictor.predict(radiograph_pixels(radiograph))
+        stored = Prediction.objects.get(radiograph=radiograph)
+        batched = (stored.healthy_prob, stored.covid_prob, stored.other_disease_prob, stored.uncertainty)
+        single = (alone.probabilities["healthy"], alone.probabilities["covid"], alone.probabilities["other_disease"], alone.uncertainty)
+        assert batched == pytest.approx(single, abs=1e-5)
+
+
+@override_settings(PREANNOTATE_BATCH_SIZE=4)
+def test_a_corrupt_image_fails_alone_and_the_rest_of_its_batch_is_stored(active_model, forward_batches):
+    radiographs = [RadiographFactory(state=State.IMPORTED) for _ in range(4)]
+    corrupt = radiographs[1]
+    with default_storage.open(corrupt.display.name, "wb") as fh:
+        fh.write(b"not a png any more")
+    batch = preannotation_request(radiograph_ids=[r.pk for r in radiographs], model_version=active_model)
+    outcomes = run_chunk(radiographs, active_model, batch)
+    assert outcomes == {r.pk: ("failed" if r == corrupt else "done") for r in radiographs}
+    assert forward_batches == [3]
+    corrupt.refresh_from_db()
+    assert corrupt.preannotation_status == "failed" and "UnidentifiedImageError" in corrupt.preannotation_error
+    assert corrupt.state == State.IMPORTED and not Prediction.objects.filter(radiograph=corrupt).exists()
+    item = batch.items.get(radiograph=corrupt)
+    assert item.status == "failed" and "UnidentifiedImageError" in item.detail
+    assert batch.items.filter(status="done").count() == 3
+
+
+@override_settings(PREANNOTATE_BATCH_SIZE=3)
+def test_a_failing_forward_batch_is_run_one_radiograph_at_a_time(active_model, monkeypatch):
+    from training.serve import Predictor
+
+    real = Predictor.predict_preprocessed
+
+    def breaks_on_width_123(self, batch, shapes):
+        if any(width == 123 for _, width in shapes):
+            raise RuntimeError("the model cannot take this one")
+        return real(self, batch, shapes)
+
+    monkeypatch.setattr(Predictor, "predict_preprocessed", breaks_on_width_123)
+    radiographs = [RadiographFactory(state=State.IMPORTED, width=w) for w in (200, 123, 210)]
+    outcomes = run_chunk(radiographs, active_model)
+    assert [outcomes[r.pk] for r in radiographs] == ["done", "failed", "done"]
+    assert "RuntimeError: the model cannot take this one" in Radiograph.objects.get(pk=radiographs[1].pk).preannotation_error
+
+
+@override_settings(PREANNOTATE_BATCH_SIZE=4, PREANNOTATE_MAX_ATTEMPTS=3)
+def test_a_redelivered_chunk_finishes_what_the_dead_worker_left_and_duplicates_nothing(active_model, forward_batches):
+    stored, counted_a, counted_b, untouched = radiographs = [RadiographFactory(state=State.IMPORTED) for _ in range(4)]
+    batch = preannotation_request(radiograph_ids=[r.pk for r in radiographs], model_version=active_model)
+    # The first delivery stored one radiograph and had counted the next two when its worker died.
+    run_chunk([stored], active_model, batch)
+    Radiograph.objects.filter(pk__in=[counted_a.pk, counted_b.pk]).update(preannotation_status="running", preannotation_attempts=1)
+    forward_batches.clear()
+
+    outcomes = run_chunk(radiographs, active_model, batch)
+    assert outcomes == {stored.pk: "exists", counted_a.pk: "done", counted_b.pk: "done", untouched.pk: "done"}
+    # The untouched one runs as a batch; the two the dead worker was running run alone, one at a time.
+    assert forward_batches == [1, 1, 1]
+    assert [Radiograph.objects.get(pk=r.pk).preannotation_attempts for r in radiographs] == [1, 2, 2, 1]
+
+    assert set(run_chunk(radiographs, active_model, batch).values()) == {"exists"}  # delivered once more
+    for radiograph in radiographs:
+        assert Prediction.objects.filter(radiograph=radiograph).count() == 1
+        assert FindingRegion.objects.filter(radiograph=radiograph).count() == 1
+        assert ReviewEvent.objects.filter(radiograph=radiograph, action="preannotated").count() == 1
+        assert Radiograph.objects.get(pk=radiograph.pk).preannotation_status == "done"
+    assert batch.items.filter(status="done").count() == 4
+
+
+@override_settings(PREANNOTATE_BATCH_SIZE=2)
+def test_a_chunk_run_twice_at_once_stores_each_prediction_once(active_model, monkeypatch):
+    """Two deliveries interleaved: the second starts its attempts after the first stored them."""
+    from inference.services import preannotation_worker
+
+    radiographs = [RadiographFactory(state=State.IMPORTED) for _ in range(2)]
+    real_attempt = preannotation_worker._attempt_start
+    nested: dict = {}
+
+    def attempt_then_other_delivery(**kwargs):
+        if "outcomes" not in nested:  # the other delivery runs the whole chunk after this one checked for predictions
+            nested["outcomes"] = None
+            nested["outcomes"] = run_chunk(radiographs, active_model)
+        return real_attempt(**kwargs)
+
+    monkeypatch.setattr(preannotation_worker, "_attempt_start", attempt_then_other_delivery)
+    assert set(run_chunk(radiographs, active_model).values()) == {"exists"}
+    assert set(nested["outcomes"].values()) == {"done"}
+    for radiograph in radiographs:
+        radiograph.refresh_from_db()
+        assert Prediction.objects.filter(radiograph=radiograph).count() == 1
+        assert (radiograph.preannotation_status, radiograph.preannotation_attempts) == ("done", 1)

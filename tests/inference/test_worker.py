@@ -126,3 +126,60 @@ def test_the_embedded_default_pre_annotates_without_redis(tmp_path: Path, checkp
         worker.stop()
         worker.log_path.unlink(missing_ok=True)
         shutil.rmtree(tmp_path / "broker", ignore_errors=True)
+
+
+def test_a_batch_runs_as_chunks_on_a_real_worker_and_a_corrupt_image_fails_alone(transactional_db, register, checkpoints, celery_worker, settings):
+    from django.core.files.storage import default_storage
+
+    from inference.models import PreannotationItem
+    from inference.services import model_version_activate
+
+    settings.PREANNOTATE_BATCH_SIZE = 4  # where the request is split
+    worker = celery_worker({"PREANNOTATE_BATCH_SIZE": "4"})  # where the chunks run
+    model = register(checkpoints["plumbing"], name="tiny")  # not active: the import queues nothing
+    ids = sorted(import_files(small_sample_images(5)).radiograph_ids)
+    corrupt = Radiograph.objects.get(pk=ids[1])
+    with default_storage.open(corrupt.display.name, "wb") as fh:
+        fh.write(b"\x89PNG truncated")
+    model_version_activate(model_version_id=model.pk)  # pre-annotates every open radiograph: chunks [4, 1]
+
+    def settled():
+        items = PreannotationItem.objects.filter(batch__model_version=model, radiograph_id__in=ids)
+        return items.count() == len(ids) and all(i.status in ("done", "failed") for i in items)
+
+    wait_for(settled, timeout=90, what="the batch to finish", worker=worker)
+    assert "forward passes of [3] radiograph(s)" in worker.log()  # the corrupt one dropped out of its batch of 4
+    assert "forward passes of [1] radiograph(s)" in worker.log()
+    for rid in ids:
+        radiograph = Radiograph.objects.get(pk=rid)
+        if rid == corrupt.pk:
+            assert radiograph.preannotation_status == "failed" and radiograph.preannotation_error
+            assert not Prediction.objects.filter(radiograph_id=rid).exists()
+        else:
+            assert radiograph.preannotation_status == "done" and radiograph.state == "preannotated"
+            assert Prediction.objects.filter(radiograph_id=rid, model_version=model).count() == 1
+
+
+def test_a_chunk_delivered_twice_at_once_and_the_old_one_radiograph_message_predict_once(transactional_db, register, checkpoints, celery_worker):
+    from inference.services import model_version_activate
+    from inference.tasks import preannotate, preannotate_chunk
+
+    worker = celery_worker({"PREANNOTATE_TEST_DELAY": "1", "PREANNOTATE_BATCH_SIZE": "2"}, pool="prefork", concurrency=2)
+    model = register(checkpoints["plumbing"], name="tiny")  # not active: the import queues nothing
+    first, *others = sorted(import_files(small_sample_images(3)).radiograph_ids)
+    model_version_activate(model_version_id=model.pk, preannotate=False)
+    for _ in range(2):
+        preannotate_chunk.apply_async(args=(others, model.pk, None))  # the two copies run side by side
+    preannotate.apply_async(args=(first, model.pk, None))  # as queued by an earlier release
+    everything = [first, *others]
+    wait_for(
+        lambda: Prediction.objects.filter(radiograph_id__in=everything).count() == len(everything)
+        and not Radiograph.objects.filter(pk__in=everything, preannotation_status__in=["queued", "running"]).exists(),
+        timeout=90, what="predictions", worker=worker,
+    )
+    wait_for(lambda: worker.log().count("forward passes of") >= 3, timeout=30, what="both copies and the old message to finish", worker=worker)
+    for rid in everything:
+        assert Prediction.objects.filter(radiograph_id=rid, model_version=model).count() == 1
+        radiograph = Radiograph.objects.get(pk=rid)
+        assert radiograph.preannotation_status == "done" and radiograph.regions.count() == 1
+        assert radiograph.events.filter(action="preannotated").count() == 1

@@ -66,3 +66,19 @@ def test_uncertainty_is_mean_binary_entropy() -> None:
     assert uncertainty_score(0.5, 1.0) == pytest.approx(0.5, abs=1e-6)
     assert uncertainty_score(None, 0.5) == pytest.approx(1.0)
     assert uncertainty_score(None, None) is None
+
+
+def test_images_preprocessed_one_at_a_time_predict_like_one_batch(predictor: Predictor) -> None:
+    """What the pre-annotation worker does: each image preprocessed in a decoding thread, then one forward pass."""
+    import torch
+
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, size=(30 + 11 * i, 60 - 5 * i), dtype=np.uint8) for i in range(4)]
+    together = predictor.predict_preprocessed(torch.cat([predictor.preprocess([image]) for image in images]), [i.shape for i in images])
+    for image, batched in zip(images, together):
+        alone = predictor.predict(image)
+        assert batched.lung.shape == image.shape
+        assert np.allclose(alone.lung, batched.lung, atol=1e-5) and np.allclose(alone.disease, batched.disease, atol=1e-5)
+        assert alone.probabilities == pytest.approx(batched.probabilities, abs=1e-5)
+    with pytest.raises(ValueError, match="shapes"):
+        predictor.predict_preprocessed(predictor.preprocess(images[:2]), [images[0].shape])
