@@ -106,7 +106,7 @@ PRESETS: dict[str, Preset] = {
         ),
         device="cpu",
         build=_cpu_config,
-        seconds_per_sample=0.03,
+        seconds_per_sample=0.05,
         setup_seconds=20.0,
     ),
     "paper": Preset(
