@@ -127,7 +127,7 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None, should_
     """
     ranks = environment_ranks()
     if ranks is None:
-        nproc = resolve_nproc(config.nproc, config.device)
+        nproc = min(resolve_nproc(config.nproc, config.device), config.batch_size)  # every rank needs samples
         if nproc > 1:
             return launch(config, nproc, lambda ranks, init: _train_rank(config, ranks, init, progress, should_stop))
         ranks = SINGLE
