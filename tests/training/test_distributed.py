@@ -104,6 +104,9 @@ def test_two_processes_train_like_one_and_stop_and_resume_together(synthetic_exp
     stopped = train(config, progress=lambda e, s, t, m: steps.append(s) if "train_loss" not in m else None, should_stop=lambda: len(steps) >= 3)
     assert stopped.stopped and len(steps) == 3  # rank 0 asked, both ranks stopped before the 4th step
     assert load_checkpoint(stopped.last_checkpoint)["resume_state"]["partial_epoch"]["steps"] == 1
+    resolved = json.loads((tmp_path / "two" / "config.json").read_text())["resolved"]
+    assert resolved["processes"] == 2
+    assert resolved["train_samples_per_epoch"] == json.loads((one.run_dir / "config.json").read_text())["resolved"]["train_samples_per_epoch"]
     two = train(dataclasses.replace(config, resume=True, nproc=1))  # last.pt does not depend on the process count
 
     # Adam turns float-rounding noise in near-zero gradients into lr-sized steps, so the weights are
@@ -111,9 +114,6 @@ def test_two_processes_train_like_one_and_stop_and_resume_together(synthetic_exp
     assert [r["epoch"] for r in two.history] == [1, 2]
     for key in ("train_loss", "val_loss"):
         assert [r[key] for r in two.history] == pytest.approx([r[key] for r in one.history], rel=1e-3), key
-    resolved = json.loads((tmp_path / "two" / "config.json").read_text())["resolved"]
-    assert resolved["processes"] == 2
-    assert resolved["train_samples_per_epoch"] == json.loads((one.run_dir / "config.json").read_text())["resolved"]["train_samples_per_epoch"]
 
 
 def test_cli_trains_on_two_processes_and_rank_0_alone_writes(synthetic_export: Path, tmp_path: Path, capsys) -> None:
