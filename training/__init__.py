@@ -13,6 +13,7 @@ Where things live:
 - ``training.transforms``  paired image/mask geometry and intensity augmentation
 - ``training.metrics``     Dice/IoU, lung boxes, ROC-derived COVID metrics (pure functions)
 - ``training.train``       ``train(config, progress=...)``: the training loop, run directory, checkpoints
+- ``training.distributed``  one run on several GPUs/processes (DDP), ``--nproc`` or torchrun
 - ``training.evaluate``    ``evaluate(checkpoint, export_dir, split)``: the paper's metrics on a split
 - ``training.serve``       ``Predictor``: a checkpoint loaded once, fast single-image inference
 - ``training.checkpoint``  the ``cmtnet-checkpoint/1`` file (``torch.load(..., weights_only=True)``)

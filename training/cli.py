@@ -64,6 +64,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", help="export snapshot folder (optional with --resume)")
     p.add_argument("--run-dir", required=True, help="where config, metrics, plots and checkpoints go")
     p.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt with its saved config")
+    p.add_argument("--nproc", help="processes sharing the run with DDP: N, or auto (one per CUDA device); default 1")
     _add_recipe_args(p)
 
     p = sub.add_parser("crossval", help="k-fold subject-disjoint cross-validation of a recipe over a whole export")
@@ -158,8 +159,8 @@ def _train_config(args: argparse.Namespace) -> Any:
         setattr(config.loss, f"{name}_weight", weight)
     if args.box_calibration is not None:
         config.box_calibration = args.box_calibration
-    for key in ("epochs", "batch_size", "lr", "device", "seed", "workers", "schedule", "val_fraction"):
-        value = getattr(args, key)
+    for key in ("epochs", "batch_size", "lr", "device", "seed", "workers", "schedule", "val_fraction", "nproc"):
+        value = getattr(args, key, None)
         if value is not None:
             setattr(config, key, value)
     if args.export:
@@ -224,10 +225,14 @@ def _summary_lines(metrics: dict[str, Any]) -> list[str]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from training.distributed import environment_ranks
     from training.train import train
 
     config = _train_config(args)
     result = train(config)
+    ranks = environment_ranks()
+    if ranks is not None and not ranks.is_main:
+        return 0  # under torchrun, rank 0 reports
     print(f"run directory: {result.run_dir}")
     print(f"best checkpoint: {result.best_checkpoint}")
     if result.metrics:

@@ -131,6 +131,9 @@ class TrainConfig:
     # Fit the box-edge calibration (training.boxes) on the training images' annotated boxes at the end.
     box_calibration: bool = True
     amp: bool = True  # mixed precision autocast on CUDA (ignored on the CPU)
+    # Processes of one run (training.distributed): one per GPU with DDP, or a few on the CPU; "auto" is
+    # every CUDA device of the machine (1 without CUDA). batch_size stays the global batch.
+    nproc: int | str = 1
     progress_bar: bool = False  # tqdm bars (the CLI turns them on; workers use the callback instead)
 
     def __post_init__(self) -> None:
@@ -146,6 +149,13 @@ class TrainConfig:
             raise ValueError("epochs and batch_size must be at least 1")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.nproc != "auto":
+            try:
+                self.nproc = int(self.nproc)
+            except (TypeError, ValueError):
+                raise ValueError(f"nproc must be a positive number or 'auto', got {self.nproc!r}") from None
+            if self.nproc < 1 or self.nproc > self.batch_size:
+                raise ValueError(f"nproc must be between 1 and batch_size ({self.batch_size}), got {self.nproc}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/checkpoint-safe dict (tuples become lists)."""

@@ -80,20 +80,37 @@ def diagnosis_bce(logits: Tensor, target: Tensor, pos_weight: Tensor | None = No
     return per_label * (t * pos + (1 - t) * neg)
 
 
-def masked_mean(per_item: Tensor, switch: Tensor) -> Tensor | None:
+def masked_mean(per_item: Tensor, switch: Tensor, count: float | None = None) -> Tensor | None:
     """Mean of ``per_item`` over the items whose switch is 1; ``None`` when no switch is on.
 
     ``torch.where`` rather than a product: an unlabelled item's loss is never read, so even a
     non-finite value there (e.g. from a placeholder target) cannot leak into the total or its gradient.
+    ``count`` replaces the number of switched-on items as the divisor: a distributed rank divides by
+    the count over the whole global batch, so that the ranks' terms add up to its mean (a zero, still
+    in the graph, on a rank without such items).
 
     Shape:
         per_item (N, ...) and switch of the same shape (0/1) -> scalar
     """
     on = switch > 0
-    count = int(on.sum())
+    if count is None:
+        count = int(on.sum())
     if count == 0:
         return None
     return torch.where(on, per_item, torch.zeros_like(per_item)).sum() / count
+
+
+def task_label_counts(batch: Mapping[str, Tensor]) -> dict[str, int]:
+    """How many labelled items each task's mean in ``multitask_loss`` runs over (its ``task_counts``).
+
+    The diagnosis task counts labels, not images: COVID and other disease are switched separately.
+    """
+    return {
+        "lung": int(batch["has_lung_mask"].sum()),
+        "disease": int(batch["has_disease_mask"].sum()),
+        "health": int(batch["has_health"].sum()),
+        "diagnosis": int(batch["has_covid"].sum() + batch["has_other"].sum()),
+    }
 
 
 def multitask_loss(
@@ -101,6 +118,7 @@ def multitask_loss(
     batch: Mapping[str, Tensor],
     config: LossConfig | None = None,
     class_weights: Mapping[str, list[float]] | None = None,
+    task_counts: Mapping[str, float] | None = None,
 ) -> LossBreakdown:
     """The switch-masked multi-task loss of eq. 8: sum over tasks of weight x mean over labelled images.
 
@@ -111,7 +129,9 @@ def multitask_loss(
     ``None`` (not in the model) are skipped.
 
     ``class_weights`` (``training.data.class_weights``) weights the classes of the health and diagnosis
-    losses; it is used when ``config.class_balance`` is on.
+    losses; it is used when ``config.class_balance`` is on. ``task_counts`` (keys of ``task_label_counts``)
+    replaces this batch's label counts as the divisors: distributed training passes the counts of the
+    whole global batch, so that the ranks' totals and parts add up to the one-process values.
 
     Shape:
         outputs as in ``CMTNetOutput``, targets as above -> ``LossBreakdown`` (scalar total)
@@ -119,6 +139,7 @@ def multitask_loss(
     config = config or LossConfig()
     device = output.embedding.device
     weights = {k: torch.tensor(v, device=device) for k, v in class_weights.items()} if config.class_balance and class_weights else {}
+    counts = dict(task_counts or {})
     terms: list[Tensor] = []
     parts: dict[str, float] = {}
 
@@ -130,25 +151,25 @@ def multitask_loss(
 
     if output.lung_logits is not None:
         switch = batch["has_lung_mask"].to(device)
-        add("lung", config.lung_weight, masked_mean(mask_bce(output.lung_logits, batch["lung_mask"].to(device)), switch))
+        add("lung", config.lung_weight, masked_mean(mask_bce(output.lung_logits, batch["lung_mask"].to(device)), switch, counts.get("lung")))
         if config.lung_dice:
             dice = mask_soft_dice(output.lung_logits, batch["lung_mask"].to(device))
-            add("lung_dice", config.lung_dice_weight, masked_mean(dice, switch))
+            add("lung_dice", config.lung_dice_weight, masked_mean(dice, switch, counts.get("lung")))
     if output.disease_logits is not None:
         switch = batch["has_disease_mask"].to(device)
         target = batch["disease_mask"].to(device)
-        add("disease", config.disease_weight, masked_mean(mask_bce(output.disease_logits, target), switch))
+        add("disease", config.disease_weight, masked_mean(mask_bce(output.disease_logits, target), switch, counts.get("disease")))
         if config.disease_dice:
-            add("disease_dice", config.disease_dice_weight, masked_mean(mask_soft_dice(output.disease_logits, target), switch))
+            add("disease_dice", config.disease_dice_weight, masked_mean(mask_soft_dice(output.disease_logits, target), switch, counts.get("disease")))
     if output.health_logits is not None:
         per_image = health_ce(output.health_logits, batch["health"].to(device), weights.get("health"))
-        add("health", config.health_weight, masked_mean(per_image, batch["has_health"].to(device)))
+        add("health", config.health_weight, masked_mean(per_image, batch["has_health"].to(device), counts.get("health")))
     if output.diagnosis_logits is not None:
         per_label = diagnosis_bce(
             output.diagnosis_logits, batch["diagnosis"].to(device), weights.get("diagnosis_pos"), weights.get("diagnosis_neg")
         )
         switches = torch.stack([batch["has_covid"], batch["has_other"]], dim=1).to(device)
-        add("diagnosis", config.diagnosis_weight, masked_mean(per_label, switches))
+        add("diagnosis", config.diagnosis_weight, masked_mean(per_label, switches, counts.get("diagnosis")))
 
     if terms:
         total = torch.stack(terms).sum()

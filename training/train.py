@@ -18,6 +18,9 @@ Epochs count from 1.
 It may also pass ``should_stop``, a callable checked before every batch: when it returns true the run
 writes ``last.pt`` (with the position inside the epoch) and returns within one batch, with
 ``TrainResult.stopped`` set; ``resume=True`` then continues exactly where it stopped.
+
+With ``config.nproc`` > 1, or under torchrun, the run is shared by several processes with DDP
+(``training.distributed``): the same global batch, rank 0 alone calls the callbacks and writes.
 """
 
 from __future__ import annotations
@@ -38,12 +41,25 @@ from torch.utils.data import DataLoader
 from training.checkpoint import load_checkpoint, save_checkpoint, write_checkpoint
 from training.config import TASK_DIAGNOSIS, TASK_DISEASE, TASK_LUNG, TrainConfig, model_config_from_dict, model_config_to_dict
 from training.data import IMAGENET_NORMALIZATION, ExportDataset, class_weights, compute_normalization, subject_split
+from training.distributed import (
+    SINGLE,
+    Ranks,
+    environment_ranks,
+    launch,
+    process_group,
+    rank_batches,
+    rank_device,
+    resolve_nproc,
+    sum_over_ranks,
+    sum_parts,
+    wrap_model,
+)
 from training.evaluate import checkpoint_box_calibrate, run_model, summarize, write_metrics
 from training.export import ExportError, annotated_lung_boxes, read_export, verify_export
-from training.losses import multitask_loss
+from training.losses import multitask_loss, task_label_counts
 from training.model import CMTNet, build_model
 from training.plots import plot_loss_curves
-from training.runtime import resolve_device, seed_everything
+from training.runtime import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -109,16 +125,39 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None, should_
 
     Raises ``ExportError`` when the export is unusable (failed verification, no training images).
     """
+    ranks = environment_ranks()
+    if ranks is None:
+        nproc = min(resolve_nproc(config.nproc, config.device), config.batch_size)  # every rank needs samples
+        if nproc > 1:
+            return launch(config, nproc, lambda ranks, init: _train_rank(config, ranks, init, progress, should_stop))
+        ranks = SINGLE
+    return _train_rank(config, ranks, None, progress, should_stop)
+
+
+def _train_rank(
+    config: TrainConfig, ranks: Ranks, init_method: str | None, progress: ProgressCallback | None, should_stop: StopCheck | None
+) -> TrainResult:
     run_dir = Path(config.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with _log_to(run_dir / "train.log"):
-        return _train(config, run_dir, progress, should_stop)
+    device = rank_device(config.device, ranks)
+    with process_group(ranks, device, init_method):
+        if not ranks.is_main:
+            return _train(config, run_dir, device, ranks, None, None)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with _log_to(run_dir / "train.log"):
+            return _train(config, run_dir, device, ranks, progress, should_stop)
 
 
-def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None, should_stop: StopCheck | None) -> TrainResult:
+def _train(
+    config: TrainConfig,
+    run_dir: Path,
+    device: torch.device,
+    ranks: Ranks,
+    progress: ProgressCallback | None,
+    should_stop: StopCheck | None,
+) -> TrainResult:
     started = time.monotonic()
     export = read_export(config.export_dir)
-    if config.verify:
+    if config.verify and ranks.is_main:
         problems = verify_export(export.root)
         if problems:
             shown = "\n  ".join(problems[:20])
@@ -126,7 +165,6 @@ def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None
     train_records, val_records = subject_split(export.split("train"), config.val_fraction, config.seed)
     if not train_records:
         raise ExportError(f"{export.root}: no images in the train split")
-    device = resolve_device(config.device)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
 
     # --- model, normalisation, learning rate: fresh or from last.pt ---------------------------------
@@ -185,6 +223,9 @@ def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
+    # ``net`` runs the training steps (DDP with synchronised BatchNorm on several processes); ``model``
+    # shares its parameters and buffers and is what is validated and saved.
+    net = wrap_model(model, device) if ranks.distributed else model
     optimizer = torch.optim.Adam(model.parameters(), lr=base_lr, weight_decay=config.weight_decay)
     if resume_from is not None:
         optimizer.load_state_dict(resume_from["optimizer_state"])
@@ -194,6 +235,7 @@ def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None
         "pretrained_loaded": pretrained_loaded,
         "normalization": normalization,
         "device": str(device),
+        "processes": ranks.world_size,
         "train_images": len(train_records),
         "train_samples_per_epoch": len(train_set),
         "covid_copies_of": train_set.copied_class,
@@ -202,12 +244,14 @@ def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None
         "test_images": len(export.split("test")),
         "export": export.identity,
     }
-    (run_dir / "config.json").write_text(
-        json.dumps({**config.to_dict(), "resolved": resolved}, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-    )
+    if ranks.is_main:
+        (run_dir / "config.json").write_text(
+            json.dumps({**config.to_dict(), "resolved": resolved}, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
     log.info(
-        "training on %s: %d images (%d samples/epoch with augmentation), %d validation, lr %g, %s",
-        device, len(train_records), len(train_set), len(val_records), base_lr, "ImageNet encoder" if pretrained_loaded else "from scratch",
+        "training on %s%s: %d images (%d samples/epoch with augmentation), %d validation, lr %g, %s",
+        device, f" and {ranks.world_size - 1} more processes" if ranks.distributed else "", len(train_records), len(train_set),
+        len(val_records), base_lr, "ImageNet encoder" if pretrained_loaded else "from scratch",
     )
 
     history = _read_history(run_dir / "metrics.jsonl", start_epoch)
@@ -233,7 +277,9 @@ def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None
             group["lr"] = lr
         sums = EpochSums.from_dict(partial) if partial else EpochSums()
         partial = None
-        steps = _train_epoch(model, train_set, optimizer, config, device, epoch, lr, progress, should_stop, sums, balance)
+        steps = _train_epoch(net, train_set, optimizer, config, device, ranks, epoch, lr, progress, should_stop, sums, balance)
+        if sums.stopped and not ranks.is_main:
+            return TrainResult(run_dir=run_dir, best_checkpoint=best_path, last_checkpoint=last_path, metrics={}, stopped=True)
         if sums.stopped:
             save_checkpoint(
                 last_path,
@@ -247,6 +293,8 @@ def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None
             return TrainResult(
                 run_dir=run_dir, best_checkpoint=best_path, last_checkpoint=last_path, metrics={}, history=history, stopped=True
             )
+        if not ranks.is_main:
+            continue  # rank 0 alone validates and writes
         train_loss, train_parts = sums.means()
 
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_parts": train_parts}
@@ -287,21 +335,15 @@ def _train(config: TrainConfig, run_dir: Path, progress: ProgressCallback | None
         if progress is not None:
             progress(epoch + 1, steps, steps, row)
 
-    if config.box_calibration and best_path.is_file():
+    if config.box_calibration and ranks.is_main and best_path.is_file():
         calibration = checkpoint_box_calibrate(best_path, export.root, train_records, device=device, batch_size=config.batch_size, amp=config.amp)
         log.info("box-edge calibration from the training images' annotated boxes: %s", calibration or "too few annotated boxes, none")
     metrics: dict[str, Any] = {}
     test_records = export.split("test")
-    if config.evaluate_test and test_records and best_path.is_file():
+    if config.evaluate_test and test_records and ranks.is_main and best_path.is_file():
         metrics = _score_on_test(best_path, export.root, test_records, config, device, run_dir)
     log.info("run finished in %.1fs; best epoch %d", time.monotonic() - started, best_epoch)
     return TrainResult(run_dir=run_dir, best_checkpoint=best_path, last_checkpoint=last_path, metrics=metrics, history=history)
-
-
-def _drop_last(n: int, batch_size: int) -> bool:
-    # A final batch of one image breaks BatchNorm (one value per channel at the 1x1 bottleneck of small
-    # inputs); drop it rather than crash. It is a different image every epoch (shuffled).
-    return n > batch_size and n % batch_size == 1
 
 
 @dataclass
@@ -378,11 +420,12 @@ def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 
 
 def _train_epoch(
-    model: CMTNet,
+    net: torch.nn.Module,
     train_set: ExportDataset,
     optimizer: torch.optim.Optimizer,
     config: TrainConfig,
     device: torch.device,
+    ranks: Ranks,
     epoch: int,
     lr: float,
     progress: ProgressCallback | None,
@@ -391,47 +434,61 @@ def _train_epoch(
     balance: dict[str, list[float]],
 ) -> int:
     """One pass over the shuffled training samples, from step ``sums.steps`` on; returns the epoch's
-    number of steps. ``sums`` collects the losses; ``sums.stopped`` is set when ``should_stop`` said so."""
-    model.train()
+    number of steps. ``sums`` collects the losses; ``sums.stopped`` is set when ``should_stop`` said so.
+
+    On several processes each step is one global batch of ``config.batch_size`` shared by the ranks
+    (``training.distributed``); the stop request and the losses in ``sums`` are the whole batch's.
+    """
+    net.train()
     train_set.set_epoch(epoch)
-    order = _epoch_order(len(train_set), config.seed, epoch)
-    drop_last = _drop_last(len(order), config.batch_size)
-    total_steps = len(order) // config.batch_size if drop_last else math.ceil(len(order) / config.batch_size)
+    # A final batch of one image breaks BatchNorm (one value per channel at the 1x1 bottleneck of small
+    # inputs); rank_batches drops it rather than crash. It is a different image every epoch (shuffled).
+    batches = rank_batches(_epoch_order(len(train_set), config.seed, epoch), config.batch_size, ranks)
+    total_steps = len(batches)
     loader = DataLoader(
         train_set,
-        batch_size=config.batch_size,
-        sampler=order[sums.steps * config.batch_size :],
+        batch_sampler=batches[sums.steps :],
         num_workers=config.workers,
-        drop_last=drop_last,
         pin_memory=device.type == "cuda",
     )
     iterator = loader
-    if config.progress_bar:
+    show_bar = config.progress_bar and ranks.is_main
+    if show_bar:
         from tqdm import tqdm
 
         iterator = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False, initial=sums.steps, total=total_steps)
     use_amp = config.amp and device.type == "cuda"
     for batch in iterator:
-        if should_stop is not None and should_stop():
+        stop = should_stop is not None and should_stop()
+        samples, task_counts = len(batch["image"]), None
+        if ranks.distributed:
+            # Rank 0's stop request and the global batch's label counts, in one all-reduce.
+            local_counts = task_label_counts(batch)
+            summed = sum_over_ranks([float(stop), samples, *local_counts.values()], device)
+            stop, samples = summed[0] > 0, int(summed[1])
+            task_counts = dict(zip(local_counts, summed[2:]))
+        if stop:
             sums.stopped = True
             break
         images = batch["image"].to(device, non_blocking=True)
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            output = model(images)
-        loss = multitask_loss(output, batch, config.loss, balance)
+            output = net(images)
+        loss = multitask_loss(output, batch, config.loss, balance, task_counts=task_counts)
         optimizer.zero_grad(set_to_none=True)
-        loss.total.backward()
+        # DDP averages the ranks' gradients; each rank's loss is its share of the global batch's mean,
+        # so scaling by the number of ranks makes the average their sum, the one-process gradient.
+        (loss.total * ranks.world_size if ranks.distributed else loss.total).backward()
         optimizer.step()
 
-        sums.add(loss.parts, len(images))
+        sums.add(sum_parts(loss.parts, device) if ranks.distributed else loss.parts, samples)
         running = sums.loss_sum / sums.seen
-        if config.progress_bar:
+        if show_bar:
             iterator.set_postfix(loss=f"{running:.4f}")
         if progress is not None:
             progress(epoch + 1, sums.steps, total_steps, {"loss": running, "lr": lr})
-    if config.progress_bar:
+    if show_bar:
         iterator.close()
     return total_steps
 

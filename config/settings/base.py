@@ -340,6 +340,9 @@ TRAINING_PRESET = os.environ.get("TRAINING_PRESET", "auto")
 # TRAINING_OVERRIDES: JSON of preset settings changed for every run (epochs, width, image_size,
 # batch_size, lr), e.g. '{"epochs": 3}' for a quick look; a run's own overrides win.
 TRAINING_OVERRIDES = json.loads(os.environ.get("TRAINING_OVERRIDES") or "{}")
+# TRAINING_NPROC: processes sharing one training run (DDP, training/distributed.py): a number, or "auto"
+# for one per CUDA device of the worker (1 on the CPU).
+TRAINING_NPROC = os.environ.get("TRAINING_NPROC", "auto")
 # BOOTSTRAP_TRAINING_OVERRIDES: preset settings changed for the first model, which exists to start the
 # suggestions (validation lung Dice levels off after 6-10 epochs on the sample); later runs train fully.
 BOOTSTRAP_TRAINING_OVERRIDES = json.loads(os.environ.get("BOOTSTRAP_TRAINING_OVERRIDES") or '{"epochs": 6}')

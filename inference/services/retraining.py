@@ -341,6 +341,7 @@ def _execute(run: TrainingRun, should_stop: Callable[[], bool] | None = None) ->
     train_config = dataclasses.replace(
         training_config_build(preset, export_dir=str(export_root), run_dir=str(folder.local), overrides=config.get("overrides")),
         resume=True,  # a redelivered or stopped run continues from last.pt
+        nproc=settings.TRAINING_NPROC,  # "auto": every GPU of this worker
         evaluate_test=False,  # scored below, like the active model, with the same function
     )
     _run_update(
