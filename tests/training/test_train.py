@@ -162,10 +162,28 @@ def test_the_best_epoch_is_chosen_on_validation_metrics_not_the_summed_loss() ->
     from training.config import ALL_TASKS
     from training.train import selection_score
 
-    low_loss_bad_disease = {"val_loss": 0.2, "val_lung_dice": 0.9, "val_disease_dice": 0.0, "val_covid_auc": 0.5}
-    higher_loss_every_task = {"val_loss": 0.3, "val_lung_dice": 0.9, "val_disease_dice": 0.4, "val_covid_auc": 0.6}
+    counts = {"val_covid_positives": 30, "val_covid_negatives": 12}
+    low_loss_bad_disease = {"val_loss": 0.2, "val_lung_dice": 0.9, "val_disease_dice": 0.0, "val_covid_auc": 0.5, **counts}
+    higher_loss_every_task = {"val_loss": 0.3, "val_lung_dice": 0.9, "val_disease_dice": 0.4, "val_covid_auc": 0.6, **counts}
     assert selection_score(higher_loss_every_task, ALL_TASKS) > selection_score(low_loss_bad_disease, ALL_TASKS)
+    assert selection_score(higher_loss_every_task, ALL_TASKS) == pytest.approx((0.9 + 0.4 + 0.6) / 3)
     # Only the trained tasks count; undefined metrics are left out; without any, the loss decides.
     assert selection_score({"val_lung_dice": 0.8, "val_covid_auc": 0.2}, (1,)) == pytest.approx(0.8)
     assert selection_score({"val_lung_dice": 0.8, "val_disease_dice": None}, (1, 2)) == pytest.approx(0.8)
     assert selection_score({"val_loss": 0.5}, (3,)) == pytest.approx(-0.5)
+
+
+def test_a_covid_auc_from_a_handful_of_validation_images_does_not_choose_the_epoch() -> None:
+    from training.config import ALL_TASKS
+    from training.train import MIN_SELECTION_CLASS_IMAGES, selection_score
+
+    # A fold of the sample: 13 validation images, 3 of them COVID-negative. Epoch 5 had an AUC of
+    # 0.94 by chance and no disease mask yet; epoch 19 segments both better.
+    few = {"val_covid_positives": 10, "val_covid_negatives": 3}
+    epoch_5 = {"val_lung_dice": 0.876, "val_disease_dice": 0.0, "val_covid_auc": 0.944, **few}
+    epoch_19 = {"val_lung_dice": 0.887, "val_disease_dice": 0.2, "val_covid_auc": 0.611, **few}
+    assert selection_score(epoch_19, ALL_TASKS) > selection_score(epoch_5, ALL_TASKS)
+    assert selection_score(epoch_5, ALL_TASKS) == pytest.approx((0.876 + 0.0) / 2)
+
+    enough = {"val_covid_positives": MIN_SELECTION_CLASS_IMAGES, "val_covid_negatives": MIN_SELECTION_CLASS_IMAGES}
+    assert selection_score({**epoch_5, **enough}, ALL_TASKS) > selection_score({**epoch_19, **enough}, ALL_TASKS)
