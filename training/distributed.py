@@ -140,8 +140,8 @@ def rank_batches(n_samples_order: Sequence[int], batch_size: int, ranks: Ranks) 
     """This rank's share of each global batch of ``batch_size`` consecutive samples of the epoch order.
 
     Rank r takes the r-th of ``world_size`` contiguous slices (equal for a full batch; a short last
-    batch splits as evenly as it can). A last batch of one sample is dropped when there are others (one
-    value per channel breaks BatchNorm), and one too short to give every rank a sample is dropped too;
+    batch splits as evenly as it can). A short last batch of one sample is dropped when there are others
+    (one value per channel breaks BatchNorm; a batch size of 1 is the caller's choice), and one too short to give every rank a sample is dropped too;
     it is a different sample every epoch (the order is shuffled).
     """
     order = list(n_samples_order)
@@ -149,7 +149,8 @@ def rank_batches(n_samples_order: Sequence[int], batch_size: int, ranks: Ranks) 
     batches = []
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
-        if len(batch) < world or (len(batch) == 1 and len(order) > batch_size):
+        short_last = len(batch) < batch_size
+        if len(batch) < world or (short_last and len(batch) == 1 and len(order) > batch_size):
             continue
         batches.append(batch[ranks.rank * len(batch) // world : (ranks.rank + 1) * len(batch) // world])
     if not batches:

@@ -36,6 +36,8 @@ def test_each_rank_takes_its_slice_of_every_global_batch() -> None:
     assert halves == [[[0, 1], [4, 5], [8]], [[2, 3], [6, 7], [9, 10]]]
     assert rank_batches(list(range(9)), 4, SINGLE)[-1] == [4, 5, 6, 7]  # a last batch of one is dropped
     assert rank_batches(list(range(9)), 4, Ranks(rank=1, world_size=3))[-1] == [5]  # so is one shorter than the ranks
+    # A batch size of 1 (one process) is a batch per sample, none dropped.
+    assert rank_batches(list(range(5)), 1, SINGLE) == [[0], [1], [2], [3], [4]]
 
 
 def _gradients_rank(rank: int, export: str, port: int, out: str) -> None:
