@@ -63,7 +63,17 @@ def measure(data: Path | None, *, timeout: float, port: int, var: Path) -> dict:
     command = ["make", "--no-print-directory", "run"] + ([f"DATA={data}"] if data else [])
     started, load_start = time.monotonic(), loadavg()
     log = open(var / "make-run.log", "wb")
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        # A shell that starts this script in the background ignores SIGINT, and children inherit that:
+        # give `make run` the default handling back so that the Ctrl+C below reaches it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     reached: dict[str, float] = {}
     total = open_count = 0
     try:
