@@ -25,7 +25,7 @@ from . import serializers as ser
 from .services import model_version_activate, model_version_register, model_version_rollback, training_run_start
 from .services.preannotation import preannotation_request_for_dataset, preannotation_request_for_radiographs
 from .services.retraining import training_presets
-from .services.run_files import RUNS_DIR, VIEWABLE
+from .services.run_files import VIEWABLE, run_folder_name
 
 
 class ModelListApi(APIView):
@@ -147,7 +147,7 @@ class TrainingRunArtefactApi(APIView):
         run = selectors.training_run_get(training_run_id=training_run_id)
         if name not in selectors.training_run_artefacts(run=run):
             raise NotFound(f"Training run {run.pk} has no artefact {name!r}.")
-        return stored_file_response(default_storage, f"{RUNS_DIR}/{run.pk}/{name}", content_type=VIEWABLE[name])
+        return stored_file_response(default_storage, f"{run_folder_name(run)}/{name}", content_type=VIEWABLE[name])
 
 
 class PreannotationListApi(ListAPIView):

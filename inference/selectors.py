@@ -109,4 +109,4 @@ def training_run_artefacts(*, run: TrainingRun) -> list[str]:
     """The stored artefacts of a run a person may look at (log, metrics, loss curves, its config)."""
     from .services.run_files import RunFolder
 
-    return RunFolder(run.pk).artefacts()
+    return RunFolder(run).artefacts()

@@ -336,7 +336,7 @@ def _execute(run: TrainingRun, should_stop: Callable[[], bool] | None = None) ->
     export_root = export_local_copy(snapshot)
     config = run.config or {}
     preset = training_preset(config.get("preset"))
-    folder = RunFolder(run.pk)
+    folder = RunFolder(run)
     folder.restore()
     train_config = dataclasses.replace(
         training_config_build(preset, export_dir=str(export_root), run_dir=str(folder.local), overrides=config.get("overrides")),

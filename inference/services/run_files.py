@@ -2,7 +2,7 @@
 
 The training package writes its checkpoints (``last.pt``, ``best.pt``), ``config.json``,
 ``metrics.jsonl``, ``loss_curves.png`` and ``train.log`` into a local folder. With a local media
-folder that is ``training/<run id>`` in the storage itself; with a bucket it is a folder of the
+folder that is ``training/<run id>-<created>`` in the storage itself (``run_folder_name``); with a bucket it is a folder of the
 worker's cache, uploaded after every epoch (so a run resumes from its ``last.pt`` on any worker),
 when the training stops, and at the end. Pages and APIs read the artefacts from the storage.
 """
@@ -22,14 +22,27 @@ VIEWABLE = {"config.json": "application/json", "metrics.jsonl": "application/jso
             "train.log": "text/plain", "test_metrics.json": "application/json"}
 
 
+def run_folder_name(run) -> str:
+    """Where a run's files are stored: ``training/<id>-<created>``, or the folder the run recorded.
+
+    Ids come back after a database is recreated (or a test's rollback); a folder named by the id alone
+    would hand a new run another run's ``last.pt`` to resume from.
+    """
+    recorded = (run.config or {}).get("run_dir")
+    if recorded:
+        return str(recorded)
+    return f"{RUNS_DIR}/{run.pk}-{run.created_at:%Y%m%dT%H%M%S%f}"
+
+
 class RunFolder:
     """The folder of one training run: ``local`` (where training writes) and ``stored`` (media storage)."""
 
-    def __init__(self, run_id: int) -> None:
-        self.stored = StoredFolder.media(f"{RUNS_DIR}/{run_id}")
+    def __init__(self, run) -> None:
+        name = run_folder_name(run)
+        self.stored = StoredFolder.media(name)
         local = self.stored.local_path()
         self.remote = local is None
-        self.local: Path = local if local is not None else worker_cache(RUNS_DIR) / str(run_id)
+        self.local: Path = local if local is not None else worker_cache(RUNS_DIR) / Path(name).name
         self._synced: dict[str, tuple[int, int]] = {}
 
     def restore(self) -> None:

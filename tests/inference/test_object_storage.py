@@ -127,13 +127,14 @@ def test_the_whole_flow_runs_on_an_object_store_with_a_worker_on_another_host(
         assert run.promoted, run.decision
         candidate = ModelVersion.objects.get(is_active=True)
         assert candidate.pk == run.candidate_id and candidate.checkpoint.name in object_store.keys("models/")
-        assert run.config["run_dir"] == f"training/{run.pk}"
-        stored_run = {key.removeprefix(f"training/{run.pk}/") for key in object_store.keys(f"training/{run.pk}/")}
+        folder = run.config["run_dir"]
+        assert folder.startswith(f"training/{run.pk}-")  # the id and the creation time: ids come back
+        stored_run = {key.removeprefix(f"{folder}/") for key in object_store.keys(f"{folder}/")}
         assert RUN_ARTEFACTS <= stored_run, stored_run
         detail = client_for(annotator).get(f"/api/training-runs/{run.pk}/").json()
         log = client_for(annotator).get(next(a["url"] for a in detail["artefacts"] if a["name"] == "train.log"))
         assert log.status_code == 302 and log["Location"].startswith(object_store.endpoint)
-        assert requests.get(log["Location"], timeout=10).content == object_store.read(f"training/{run.pk}/train.log")
+        assert requests.get(log["Location"], timeout=10).content == object_store.read(f"{folder}/train.log")
         training_export = ExportSnapshot.objects.get(pk=run.export_id)
         assert object_store.keys(f"{training_export.path}/manifest.json")
         # The worker trained on a verified copy in its cache, and kept no copy of the finished run.

@@ -224,3 +224,16 @@ def test_a_stop_request_leaves_the_run_live_and_the_next_delivery_resumes_it(lun
     after = finished.log.split("resumed after the worker stopped", 1)[1]
     assert "epoch 1/3" not in after and "epoch 2/3" in after  # from last.pt, not from the start
     assert [row["epoch"] for row in finished.history] == [1, 2, 3]
+
+
+def test_a_run_folder_is_named_by_id_and_creation_time_so_a_reused_id_starts_afresh():
+    import datetime as dt
+
+    from inference.services.run_files import run_folder_name
+
+    before = TrainingRun(pk=5, created_at=dt.datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=dt.timezone.utc))
+    again = TrainingRun(pk=5, created_at=dt.datetime(2026, 3, 1, 9, 0, 0, tzinfo=dt.timezone.utc))
+    assert run_folder_name(before) == "training/5-20260102T030405600000"
+    assert run_folder_name(again) != run_folder_name(before)
+    # A run that recorded its folder (older runs: "training/<id>") keeps it.
+    assert run_folder_name(TrainingRun(pk=7, config={"run_dir": "training/7"})) == "training/7"
