@@ -404,7 +404,7 @@ VAL_METRICS = (
 )
 # The validation COVID AUC takes part in choosing the best epoch only when the validation images hold
 # at least this many of each class. With fewer it is noise: on the sample's 13-image validation splits
-# (2-5 negatives) it swung between 0.08 and 0.94 from one epoch to the next, and picking on it chose
+# (3-7 negatives) it swung between 0.08 and 0.94 from one epoch to the next, and picking on it chose
 # epoch 5 of 30 in one cross-validation fold, before the disease decoder had learnt anything.
 MIN_SELECTION_CLASS_IMAGES = 10
 _SELECTION = {TASK_LUNG: "val_lung_dice", TASK_DISEASE: "val_disease_dice", TASK_DIAGNOSIS: "val_covid_auc"}
