@@ -269,6 +269,19 @@ def write_metrics(metrics: dict[str, Any], out: str | Path, roc_title: str = "CO
     return out, roc_path
 
 
+def checkpoint_dataset(export_root: str | Path, records: list, model: CMTNet, checkpoint: dict[str, Any]) -> ExportDataset:
+    """``records`` prepared as the checkpoint's model sees them: its size and normalisation, no augmentation."""
+    return ExportDataset(
+        Path(export_root),
+        records,
+        image_size=model.config.image_size,
+        in_channels=model.config.in_channels,
+        normalization=checkpoint["normalization"],
+        augment=None,
+        cache=False,
+    )
+
+
 def score_checkpoint(
     checkpoint_path: str | Path,
     export_dir: str | Path,
@@ -285,15 +298,7 @@ def score_checkpoint(
     records = export.split(split)  # "all" scores the whole export, e.g. a foreign dataset
     if not records:
         log.warning("split %r of %s has no images", split, export_dir)
-    dataset = ExportDataset(
-        export.root,
-        records,
-        image_size=model.config.image_size,
-        in_channels=model.config.in_channels,
-        normalization=checkpoint["normalization"],
-        augment=None,
-        cache=False,
-    )
+    dataset = checkpoint_dataset(export.root, records, model, checkpoint)
     outputs = run_model(
         model,
         dataset,
@@ -368,15 +373,7 @@ def checkpoint_box_calibrate(
     the checkpoint file as ``box_calibration``; returns it (None, and the file unchanged, when the
     records have too few annotated boxes)."""
     model, checkpoint = load_model(checkpoint_path, device)
-    dataset = ExportDataset(
-        Path(export_dir),
-        records,
-        image_size=model.config.image_size,
-        in_channels=model.config.in_channels,
-        normalization=checkpoint["normalization"],
-        augment=None,
-        cache=False,
-    )
+    dataset = checkpoint_dataset(Path(export_dir), records, model, checkpoint)
     calibration = box_calibration_fit(
         model, dataset, annotated_lung_boxes(export_dir), device=device, batch_size=batch_size, amp=amp
     )

@@ -54,7 +54,7 @@ from training.distributed import (
     sum_parts,
     wrap_model,
 )
-from training.evaluate import checkpoint_box_calibrate, run_model, summarize, write_metrics
+from training.evaluate import checkpoint_box_calibrate, checkpoint_dataset, run_model, summarize, write_metrics
 from training.export import ExportError, annotated_lung_boxes, read_export, verify_export
 from training.losses import multitask_loss, task_label_counts
 from training.model import CMTNet, build_model
@@ -536,15 +536,7 @@ def _score_on_test(
     from training.checkpoint import load_model
 
     model, best = load_model(best_path, device)
-    test_set = ExportDataset(
-        export_root,
-        test_records,
-        image_size=model.config.image_size,
-        in_channels=model.config.in_channels,
-        normalization=best["normalization"],
-        augment=None,
-        cache=False,
-    )
+    test_set = checkpoint_dataset(export_root, test_records, model, best)
     outputs = run_model(
         model,
         test_set,
