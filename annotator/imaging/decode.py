@@ -84,12 +84,13 @@ def decode_radiograph(
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - decoders raise anything on hostile input
-        logger.warning("unexpected %s while decoding %r", type(exc).__name__, filename, exc_info=True)
+        # The file name stays out of the logs: uploads are often named after the patient.
+        logger.warning("unexpected %s while decoding a %s file of %d bytes", type(exc).__name__, kind, size, exc_info=True)
         raise InvalidImage(
             f"the {kind.upper()} file could not be decoded ({type(exc).__name__}: {str(exc)[:160]})",
             extra=extra,
         ) from exc
-    logger.debug("decoded %r as %s %dx%d", filename, kind, result.width, result.height)
+    logger.debug("decoded a %s file of %d bytes: %dx%d", kind, size, result.width, result.height)
     return result
 
 

@@ -100,6 +100,26 @@ def test_the_file_type_comes_from_the_content_not_the_name():
     assert sniff_kind(b"%PDF-1.7\n") is None and sniff_kind(b"") is None
 
 
+def test_upload_names_stay_out_of_the_logs(caplog, monkeypatch):
+    # Uploads are often named after the patient; the decoder logs kind and size, never the name.
+    import annotator.imaging.decode as decode_module
+
+    name = "Doe_Jane_1956-03-02.png"
+    png = encode(Image.fromarray(gradient()), "PNG")
+    caplog.set_level("DEBUG", logger=decode_module.__name__)
+    assert decode(png, filename=name).kind == "png"
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("decoder bug")
+
+    monkeypatch.setattr(decode_module, "_decode", broken)
+    with pytest.raises(InvalidImage) as failed:
+        decode(png, filename=name)
+    assert "could not be decoded" in failed.value.message
+    assert "decoded a png file" in caplog.text and "unexpected RuntimeError" in caplog.text
+    assert "Doe" not in caplog.text
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [("PA", "PA"), ("AP", "AP"), ("AP Supine", "AP"), ("ap erect", "AP"), ("LL", "LATERAL"),
