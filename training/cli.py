@@ -44,7 +44,7 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-fraction", type=float, help="subject-disjoint part of train used to pick the best epoch")
     p.add_argument(
         "--task-weights",
-        help="weights of the task losses, e.g. health=0.3,diagnosis=0.3 (names: lung, disease, health, diagnosis; default 1 each)",
+        help="weights of the task losses, e.g. health=0.3,diagnosis=0.3 (names: lung, disease, health, diagnosis; default: the preset's, cpu 1,1,0.25,0.25, paper 1 each)",
     )
     p.add_argument(
         "--box-calibration",

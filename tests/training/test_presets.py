@@ -25,6 +25,7 @@ def test_the_paper_preset_is_the_papers_configuration() -> None:
     config = get_preset("paper").train_config(export_dir="e", run_dir="r")
     assert (config.model.width, config.model.image_size, config.model.pretrained) == (1.0, 224, True)
     assert (config.batch_size, config.epochs) == (16, 30)
+    assert (config.loss.health_weight, config.loss.diagnosis_weight) == (1.0, 1.0)  # eq. 8: equal weights
     assert config.lr is None  # 5e-5 with the ImageNet encoder (training.train.PAPER_LR)
 
 
@@ -34,6 +35,9 @@ def test_the_cpu_preset_is_the_small_network_and_overrides_replace_fields(tmp_pa
     assert isinstance(config, TrainConfig)
     assert (config.model.width, config.model.image_size, config.device) == (0.25, 128, "cpu")
     assert (config.epochs, config.seed) == (3, 5)
+    # Cross-validation chose the classification losses at a quarter weight on the CPU (training/README.md).
+    assert (config.loss.lung_weight, config.loss.disease_weight) == (1.0, 1.0)
+    assert (config.loss.health_weight, config.loss.diagnosis_weight) == (0.25, 0.25)
     assert config.export_dir == str(tmp_path / "export") and config.run_dir == str(tmp_path / "run")
     with pytest.raises(ValueError, match="unknown training setting.*epoch_count"):
         preset.train_config(export_dir="e", run_dir="r", epoch_count=3)
