@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repository root
 from annotator.constants import SOURCE_LUNG_LABELS  # noqa: E402
+from annotator.geometry import coco_bbox_to_box, polygons_rasterise  # noqa: E402
 from bench.common import RESULTS_DIR, SAMPLE  # noqa: E402
 from training.boxes import box_iou, lung_boxes_from_mask  # noqa: E402
 from training.data import resize_mask  # noqa: E402
@@ -66,25 +67,23 @@ def _coco(path: Path) -> tuple[dict[int, dict], dict[int, str], list[dict]]:
 
 
 def polygon_outlines(root: Path) -> dict[str, np.ndarray]:
-    """File name -> full-size boolean mask of the ``Lung`` polygons (other categories are not lungs)."""
+    """File name -> full-size boolean mask of the ``Lung`` polygons (other categories are not lungs),
+    rasterised as the polygon import does."""
     path = root / POLYGONS
     if not path.is_file():
         return {}
     images, categories, annotations = _coco(path)
-    canvases: dict[str, Image.Image] = {}
+    polygons: dict[int, list] = {}
     for annotation in annotations:
-        image = images.get(annotation.get("image_id"))
         segmentation = annotation.get("segmentation")
-        if image is None or categories.get(annotation.get("category_id")) != "lung" or not isinstance(segmentation, list):
-            continue  # RLE or unknown shapes are not lung polygons of this layout
-        name = Path(image["file_name"]).name
-        canvas = canvases.setdefault(name, Image.new("1", (int(image["width"]), int(image["height"])), 0))
-        draw = ImageDraw.Draw(canvas)
-        for polygon in segmentation:
-            points = np.asarray(polygon, dtype=float).reshape(-1, 2)
-            if len(points) >= 3:
-                draw.polygon([tuple(p) for p in points], fill=1)
-    return {name: np.asarray(canvas, dtype=bool) for name, canvas in canvases.items()}
+        if annotation.get("image_id") in images and categories.get(annotation.get("category_id")) == "lung" and isinstance(segmentation, list):
+            polygons.setdefault(annotation["image_id"], []).extend(segmentation)  # RLE is not a lung polygon here
+    return {
+        Path(images[image_id]["file_name"]).name: polygons_rasterise(
+            width=int(images[image_id]["width"]), height=int(images[image_id]["height"]), polygons=shapes
+        )
+        for image_id, shapes in polygons.items()
+    }
 
 
 def mask_outlines(root: Path) -> dict[str, np.ndarray]:
@@ -107,21 +106,21 @@ def mask_outlines(root: Path) -> dict[str, np.ndarray]:
     return outlines
 
 
-def annotated_boxes(root: Path) -> dict[str, tuple[dict[str, list[float] | None], int]]:
+def annotated_boxes(root: Path) -> dict[str, tuple[dict[str, list[int] | None], int]]:
     """File name -> ({"right": [x0, y0, x1, y1], "left": ...}, image height) of the box file."""
     path = root / BOXES
     if not path.is_file():
         return {}
     images, categories, annotations = _coco(path)
-    boxes: dict[str, tuple[dict[str, list[float] | None], int]] = {}
+    boxes: dict[str, tuple[dict[str, list[int] | None], int]] = {}
     for annotation in annotations:
         image = images.get(annotation.get("image_id"))
         side = BOX_CATEGORIES.get(categories.get(annotation.get("category_id"), ""))
         if image is None or side is None:
             continue
-        x, y, w, h = (float(v) for v in annotation["bbox"])
-        entry = boxes.setdefault(Path(image["file_name"]).name, ({"right": None, "left": None}, int(image["height"])))
-        entry[0][side] = [x, y, x + w, y + h]
+        width, height = int(image["width"]), int(image["height"])
+        entry = boxes.setdefault(Path(image["file_name"]).name, ({"right": None, "left": None}, height))
+        entry[0][side] = coco_bbox_to_box(annotation["bbox"], width=width, height=height)
     return boxes
 
 

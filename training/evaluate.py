@@ -373,7 +373,7 @@ def checkpoint_box_calibrate(
     the checkpoint file as ``box_calibration``; returns it (None, and the file unchanged, when the
     records have too few annotated boxes)."""
     model, checkpoint = load_model(checkpoint_path, device)
-    dataset = checkpoint_dataset(Path(export_dir), records, model, checkpoint)
+    dataset = checkpoint_dataset(export_dir, records, model, checkpoint)
     calibration = box_calibration_fit(
         model, dataset, annotated_lung_boxes(export_dir), device=device, batch_size=batch_size, amp=amp
     )
