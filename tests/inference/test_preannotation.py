@@ -375,3 +375,44 @@ def test_a_chunk_run_twice_at_once_stores_each_prediction_once(active_model, mon
         radiograph.refresh_from_db()
         assert Prediction.objects.filter(radiograph=radiograph).count() == 1
         assert (radiograph.preannotation_status, radiograph.preannotation_attempts) == ("done", 1)
+
+
+@override_settings(PREANNOTATE_BATCH_SIZE=2, PREANNOTATE_MAX_ATTEMPTS=3)
+def test_a_chunk_past_its_soft_time_limit_fails_the_running_batch_and_queues_the_rest_again(active_model, monkeypatch):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from training.serve import Predictor
+
+    real = Predictor.predict_preprocessed
+    passes: list[int] = []
+    limit = {"at_pass": 2}
+
+    def slow_second_pass(self, batch, shapes):
+        passes.append(len(shapes))
+        if len(passes) == limit["at_pass"]:  # Celery raises this inside whatever runs when the soft limit passes
+            raise SoftTimeLimitExceeded()
+        return real(self, batch, shapes)
+
+    monkeypatch.setattr(Predictor, "predict_preprocessed", slow_second_pass)
+    sent: list[tuple] = []
+    monkeypatch.setattr("inference.tasks.preannotate_chunk.apply_async", lambda args, **kw: sent.append(args))
+    radiographs = [RadiographFactory(state=State.IMPORTED) for _ in range(6)]
+    ids = [r.pk for r in radiographs]
+    batch = preannotation_request(radiograph_ids=ids, model_version=active_model)
+
+    outcomes = run_chunk(radiographs, active_model, batch)
+    # First batch stored, second (the one running at the limit) failed, third not run: queued again.
+    assert [outcomes[i] for i in ids] == ["done", "done", "failed", "failed", "queued", "queued"]
+    assert sent == [(ids[4:], active_model.pk, batch.pk)]
+    failed = Radiograph.objects.get(pk=ids[2])
+    assert failed.preannotation_status == "failed" and "longer than its time limit" in failed.preannotation_error
+    assert failed.state == State.IMPORTED and not Prediction.objects.filter(radiograph_id__in=ids[2:]).exists()
+    assert list(batch.items.order_by("radiograph_id").values_list("status", flat=True)) == ["done"] * 2 + ["failed"] * 2 + ["queued"] * 2
+
+    # The queued chunk runs on (another delivery): the two counted ahead of the limit keep their count.
+    limit["at_pass"] = 0  # no more time limits
+    assert run_chunk(radiographs[4:], active_model, batch) == {ids[4]: "done", ids[5]: "done"}
+    assert passes[-2:] == [1, 1]  # suspected of stopping a worker: alone
+    assert [Radiograph.objects.get(pk=i).preannotation_attempts for i in ids[4:]] == [2, 2]
+    assert batch.items.filter(status="done").count() == 4
+    assert Prediction.objects.filter(radiograph_id__in=ids).count() == 4
