@@ -50,7 +50,7 @@ ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "annotator.admin_site.LungmarkAdminConfig",  # django.contrib.admin with its site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
