@@ -15,7 +15,7 @@ on the CPU (1, 8 and 32 on CUDA).
 Database: ``--database-url`` (or ``BENCH_DATABASE_URL``) names a PostgreSQL server; a throw-away
 database is created on it and dropped afterwards. Without one, a throw-away SQLite file is used.
 Broker: ``redis`` (``--redis-url``, default ``BENCH_REDIS_URL`` or redis://127.0.0.1:6379/14; that
-Redis database is flushed) or ``filesystem`` (a temporary folder). Random weights: speed does not
+Redis database must be empty, and is emptied again at the end) or ``filesystem`` (a temporary folder). Random weights: speed does not
 depend on them. With ``--threads 0`` each of N workers gets cores / N torch threads. Prints a table
 (with the load average: other work on the machine competes for its cores) and writes
 ``bench/results/preannotate_throughput.json``.
@@ -88,6 +88,17 @@ def configure(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, str], call
     }
     os.environ.update(env)
     return env, drop
+
+
+def redis_require_empty(url: str) -> None:
+    """Refuse a Redis database that holds keys: the benchmark empties it at the end."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = client.dbsize()
+    client.close()
+    if keys:
+        raise SystemExit(f"{url} holds {keys} key(s); give --redis-url an empty Redis database (it is flushed at the end)")
 
 
 def redis_flush(url: str) -> None:
@@ -256,6 +267,8 @@ def pipeline(checkpoint: str, radiographs, threads: int | None) -> dict:
 def main() -> None:
     args = parse_args()
     layouts = [int(w) for w in args.workers.split(",") if w.strip()]
+    if args.broker == "redis":
+        redis_require_empty(args.redis_url)
     tmp = Path(tempfile.mkdtemp(prefix="lungmark-bench-"))
     env, drop = configure(args, tmp)
     load_before = os.getloadavg()
@@ -268,8 +281,6 @@ def main() -> None:
         from django.core.management import call_command
 
         call_command("migrate", "--noinput", verbosity=0)
-        if args.broker == "redis":
-            redis_flush(args.redis_url)
         from training.checkpoint import save_checkpoint
         from training.config import ModelConfig
         from training.model import CMTNet
