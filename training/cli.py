@@ -71,6 +71,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", required=True, help="export snapshot folder (all its images, whatever their split)")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--out", required=True, help="folder for the fold runs, crossval.json/.md and per_image.csv")
+    p.add_argument("--rescore", action="store_true", help="re-fit the box calibration of each fold's best.pt and score it again, without training")
     _add_recipe_args(p)
 
     p = sub.add_parser("evaluate", help="score a checkpoint on an export split")
@@ -247,7 +248,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     args.run_dir = args.out
     config = _train_config(args)
     config.progress_bar = False  # one bar over the folds; the per-epoch lines go to the log
-    report = crossval(config, folds=args.folds, out_dir=args.out, progress_bar=True)
+    report = crossval(config, folds=args.folds, out_dir=args.out, progress_bar=True, rescore=args.rescore)
     print(markdown_report(report))
     print(f"written to {Path(args.out) / 'crossval.json'}, crossval.md and per_image.csv")
     return 0

@@ -17,6 +17,9 @@ by a model that never saw its patient.
   subject, lung Dice, box IoU per side, disease Dice, probabilities, labels).
 
 A fold whose ``fold_<k>/metrics.json`` exists is not retrained, so an interrupted run can be continued.
+``rescore`` (``--rescore``) re-fits the box-edge calibration of each fold's ``best.pt`` on its training
+images and scores it again, without training: for a changed metric or a re-exported snapshot of the
+same images and subjects (a fold without ``best.pt`` is trained as usual).
 """
 
 from __future__ import annotations
@@ -53,6 +56,23 @@ HEADLINE = (
     "other_disease_auc",
 )
 BOOTSTRAP_RESAMPLES = 2000
+
+
+def _rescore(best: Path, view: Path, base: TrainConfig, metrics_path: Path) -> dict[str, Any]:
+    """A trained fold scored again: its box-edge calibration re-fitted on the fold's training images
+    (when the recipe calibrates), then its test images; the training time of the first scoring is kept."""
+    from training.evaluate import checkpoint_box_calibrate
+    from training.runtime import resolve_device
+
+    earlier = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    if base.box_calibration:
+        train_records = read_export(view).split("train")
+        checkpoint_box_calibrate(best, view, train_records, device=resolve_device(base.device), batch_size=base.batch_size)
+    metrics, outputs = score_checkpoint(best, view, "test", batch_size=base.batch_size, device=base.device)
+    metrics.pop("covid_roc", None)
+    saved = {"metrics": metrics, "rows": outputs.rows, "seconds": earlier.get("seconds", 0.0)}
+    metrics_path.write_text(json.dumps(saved, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return saved
 
 
 def _subject_stratum(records: Sequence[ExportRecord]) -> str:
@@ -110,6 +130,8 @@ def write_fold_view(export_root: Path, fold_of: dict[str, int], fold: int, dest:
         writer.writerows(rows)
     for name in ("images", "masks", COCO):
         link, target = dest / name, (export_root / name).resolve()
+        if link.is_symlink() and link.resolve() != target:  # a view of an earlier export (``rescore``)
+            link.unlink()
         if target.exists() and not link.exists():
             link.symlink_to(target, target_is_directory=target.is_dir())
     return dest
@@ -186,7 +208,7 @@ def markdown_report(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def crossval(base: TrainConfig, *, folds: int, out_dir: str | Path, progress_bar: bool = False) -> dict[str, Any]:
+def crossval(base: TrainConfig, *, folds: int, out_dir: str | Path, progress_bar: bool = False, rescore: bool = False) -> dict[str, Any]:
     """Cross-validate ``base`` (its export, recipe and seed) over ``folds`` folds; see the module docstring.
 
     Raises ``ExportError`` when the export fails verification, ``ValueError`` for impossible folds.
@@ -211,7 +233,11 @@ def crossval(base: TrainConfig, *, folds: int, out_dir: str | Path, progress_bar
         fold_dir = out / f"fold_{fold}"
         metrics_path = fold_dir / "metrics.json"
         view = write_fold_view(export.root, fold_of, fold, fold_dir / "export")
-        if metrics_path.is_file():
+        best = fold_dir / "run" / "best.pt"
+        if rescore and best.is_file():
+            saved = _rescore(best, view, base, metrics_path)
+            log.info("fold %d/%d rescored from %s", fold + 1, folds, best)
+        elif metrics_path.is_file():
             saved = json.loads(metrics_path.read_text(encoding="utf-8"))
             log.info("fold %d/%d already done (%s)", fold + 1, folds, metrics_path)
         else:

@@ -370,15 +370,17 @@ def checkpoint_box_calibrate(
     amp: bool = False,
 ) -> Calibration | None:
     """Fit the box-edge calibration of a checkpoint on ``records`` (its training images) and store it in
-    the checkpoint file as ``box_calibration``; returns it (None, and the file unchanged, when the
-    records have too few annotated boxes)."""
+    the checkpoint file as ``box_calibration``; returns it (None when the records have too few
+    annotated boxes: the file then holds no calibration, an earlier one is removed)."""
     model, checkpoint = load_model(checkpoint_path, device)
     dataset = checkpoint_dataset(export_dir, records, model, checkpoint)
     calibration = box_calibration_fit(
         model, dataset, annotated_lung_boxes(export_dir), device=device, batch_size=batch_size, amp=amp
     )
-    if calibration is not None:
+    if calibration is not None or checkpoint.get("box_calibration") is not None:
         payload = load_checkpoint(checkpoint_path)
         payload["box_calibration"] = calibration
+        if calibration is None:
+            del payload["box_calibration"]
         write_checkpoint(checkpoint_path, payload)
     return calibration

@@ -27,6 +27,8 @@ MANIFEST = "manifest.json"
 COCO = "coco.json"
 # COCO category names of the two lung boxes (patient sides), as export_masks writes them.
 LUNG_BOX_CATEGORIES = {"Right Lung": "right", "Left Lung": "left"}
+# A lung box's ``attributes.box_source`` when Lungmark computed it from an imported outline (else "drawn").
+BOX_FROM_OUTLINE = "outline"
 LABELS = "labels.csv"
 LABEL_COLUMNS: tuple[str, ...] = (
     "image_id",
@@ -188,12 +190,14 @@ def read_export(root: str | Path) -> Export:
 
 
 def annotated_lung_boxes(root: str | Path) -> dict[str, dict[str, list[float]]]:
-    """The accepted lung boxes of each image from the export's coco.json, in original pixels.
+    """The lung boxes people drew or accepted, per image, from the export's coco.json, in original pixels.
 
     ``{image_id: {"right": [x0, y0, x1, y1], "left": [...]}}`` (half-open), for images with both
-    boxes; empty when the export has no coco.json. These are what annotators drew or accepted, which
-    differ from the tight boxes of a lung outline (they include the costophrenic angles, for one).
-    Raises ``ExportError`` when coco.json exists but cannot be read.
+    boxes; empty when the export has no coco.json. These follow the annotators' convention, which
+    differs from the tight boxes of a lung outline (they include the costophrenic angles, for one), so
+    boxes that Lungmark computed from an imported outline (``attributes.box_source == "outline"``)
+    are left out: their image is scored by the outline itself. Boxes without the attribute (older
+    exports) count as drawn. Raises ``ExportError`` when coco.json exists but cannot be read.
     """
     path = Path(root) / COCO
     if not path.is_file():
@@ -203,15 +207,20 @@ def annotated_lung_boxes(root: str | Path) -> dict[str, dict[str, list[float]]]:
         categories = {c["id"]: LUNG_BOX_CATEGORIES.get(c["name"]) for c in coco.get("categories", [])}
         image_ids = {im["id"]: Path(im["file_name"]).stem for im in coco.get("images", [])}
         boxes: dict[str, dict[str, list[float]]] = {}
+        from_outline: set[str] = set()
         for annotation in coco.get("annotations", []):
             side = categories.get(annotation["category_id"])
             if side is None or annotation["image_id"] not in image_ids:
                 continue
+            image_id = image_ids[annotation["image_id"]]
+            attributes = annotation.get("attributes")
+            if isinstance(attributes, dict) and attributes.get("box_source") == BOX_FROM_OUTLINE:
+                from_outline.add(image_id)
             x, y, w, h = (float(v) for v in annotation["bbox"])
-            boxes.setdefault(image_ids[annotation["image_id"]], {})[side] = [x, y, x + w, y + h]
+            boxes.setdefault(image_id, {})[side] = [x, y, x + w, y + h]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ExportError(f"{path}: unreadable COCO annotations ({exc})") from exc
-    return {image_id: sides for image_id, sides in boxes.items() if len(sides) == 2}
+    return {image_id: sides for image_id, sides in boxes.items() if len(sides) == 2 and image_id not in from_outline}
 
 
 def verify_export(path: str | Path) -> list[str]:

@@ -28,6 +28,8 @@ from ..errors import InvalidImage
 
 # COCO category ids are fixed so that every snapshot numbers them the same way.
 LUNG_CATEGORIES = {"right": (1, "Right Lung"), "left": (2, "Left Lung")}
+# attributes.box_source of a lung box in coco.json (``box_annotation``).
+BOX_DRAWN, BOX_FROM_OUTLINE = "drawn", "outline"
 FINDING_CATEGORIES = {f.label: f.coco_id for f in FINDINGS}  # (the ids are written in the findings table)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -339,7 +341,10 @@ class CocoWriter:
             out.write("}\n")
 
 
-def box_annotation(*, image_id: int, side: str, box: Sequence[int]) -> dict[str, Any]:
+def box_annotation(*, image_id: int, side: str, box: Sequence[int], source: str = BOX_DRAWN) -> dict[str, Any]:
+    """A lung box in COCO; ``attributes.box_source`` says whether people drew it (``drawn``: drawn,
+    edited or accepted on the annotate page, or imported from a box file) or it was computed from an
+    imported lung outline (``outline``): the two follow different conventions."""
     x0, y0, x1, y1 = (int(v) for v in box)
     return {
         "image_id": image_id,
@@ -348,6 +353,7 @@ def box_annotation(*, image_id: int, side: str, box: Sequence[int]) -> dict[str,
         "area": (x1 - x0) * (y1 - y0),
         "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
         "iscrowd": 0,
+        "attributes": {"box_source": source},
     }
 
 

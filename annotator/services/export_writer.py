@@ -28,7 +28,7 @@ from django.core.files.storage import default_storage
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from ..constants import FRONTAL_VIEWS, FindingLabel, LungStatus, Provenance, RegionStatus, State, Tri
+from ..constants import FRONTAL_VIEWS, AnnotationSource, FindingLabel, LungStatus, Provenance, RegionStatus, State, Tri
 from ..errors import Conflict, InvalidImage, InvalidInput
 from ..geometry import boxes_fill, mask_paste
 from ..imaging.encode import decode_mask_png
@@ -99,6 +99,7 @@ class _Item:
     right_box: list[int] | None = None
     left_box: list[int] | None = None
     outline: tuple[list[int], bytes] | None = None
+    boxes_imported: bool = False  # the boxes came with the dataset (they may be an outline's, not drawn)
     findings_complete: bool = False
     regions: list[FindingRegion] = field(default_factory=list)
 
@@ -192,6 +193,7 @@ def _items(ids: list[int], *, splits: dict[str, str]) -> list[_Item]:
         )
         if truth is not None:
             item.right_box, item.left_box = truth.right_box, truth.left_box
+            item.boxes_imported = truth.source == AnnotationSource.IMPORTED
             if truth.mask_png and truth.mask_bbox:
                 item.outline = (list(truth.mask_bbox), bytes(truth.mask_png))
         items.append(item)
@@ -234,16 +236,18 @@ def _render(item: _Item, *, outlines: bool, root: Path) -> _Written:
     blobs[f"images/{image_id}.png"] = image
     try:
         lung = None
-        if outlines and item.outline is not None:
+        outline = _crop_decode(*item.outline) if item.outline is not None else None
+        if outlines and outline is not None:
             lung = np.zeros(shape, dtype=bool)
-            mask_paste(lung, item.outline[0], _crop_decode(*item.outline))
+            mask_paste(lung, item.outline[0], outline)
         elif item.right_box and item.left_box:
             lung = boxes_fill(width=item.width, height=item.height, boxes=[item.right_box, item.left_box])
         if lung is not None:
             blobs[f"masks/lung/{image_id}.png"] = files.mask_png(lung)
         for side, box in (("right", item.right_box), ("left", item.left_box)):
             if box and lung is not None:
-                out.annotations.append(files.box_annotation(image_id=item.id, side=side, box=box))
+                source = files.BOX_FROM_OUTLINE if item.boxes_imported and _tight_on(box, item.outline, outline) else files.BOX_DRAWN
+                out.annotations.append(files.box_annotation(image_id=item.id, side=side, box=box, source=source))
         if item.findings_complete:
             disease = np.zeros(shape, dtype=bool)
             per_label: dict[str, np.ndarray] = {}
@@ -281,6 +285,20 @@ def _render(item: _Item, *, outlines: bool, root: Path) -> _Written:
     }
     out.files = {rel: files.write_file(root, rel, data) for rel, data in blobs.items()}
     return out
+
+
+def _tight_on(box: list[int], outline: tuple[list[int], bytes] | None, crop: np.ndarray | None) -> bool:
+    """Whether ``box`` is the tight box of the outline's pixels inside it: every edge touches the
+    outline. Imported boxes like that were computed from the outline (a polygon file, a findings
+    file's lung masks), not drawn; a drawn box practically never touches an outline on all four edges."""
+    if outline is None or crop is None:
+        return False
+    x0, y0, x1, y1 = box
+    ox0, oy0, ox1, oy1 = outline[0]
+    if x0 < ox0 or y0 < oy0 or x1 > ox1 or y1 > oy1 or x1 <= x0 or y1 <= y0:
+        return False
+    part = crop[y0 - oy0 : y1 - oy0, x0 - ox0 : x1 - ox0]
+    return bool(part[0].any() and part[-1].any() and part[:, 0].any() and part[:, -1].any())
 
 
 def _region_annotation(item: _Item, region: FindingRegion, crop: np.ndarray, label: str) -> dict[str, Any]:

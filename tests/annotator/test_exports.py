@@ -151,6 +151,31 @@ def test_outline_option_writes_polygon_masks_where_they_exist(tmp_path):
     assert np.array_equal(mask(outlines, f"masks/lung/{boxes_only.id}.png"), mask(boxes, f"masks/lung/{boxes_only.id}.png"))
 
 
+def test_coco_lung_boxes_say_whether_people_drew_them_or_they_came_from_an_outline(tmp_path):
+    dataset = DatasetFactory()
+    outline = np.zeros((48, 64), dtype=bool)
+    outline[10:30, 5:25] = True
+    outline[12:35, 38:58] = True
+    tight = dict(right=(5, 10, 25, 30), left=(38, 12, 58, 35))
+    from_polygons = RadiographFactory(dataset=dataset)
+    lungs_save(from_polygons, **tight, outline=outline)
+    box_file_won = RadiographFactory(dataset=dataset)  # a box file's boxes kept over the polygons' outline
+    lungs_save(box_file_won, right=(3, 8, 26, 38), left=(36, 10, 60, 40), outline=outline)
+    box_file = RadiographFactory(dataset=dataset)
+    lungs_save(box_file, **tight)
+    annotated = RadiographFactory(dataset=dataset)  # an annotator saved the outline's boxes as they were
+    lungs_save(annotated, **tight, outline=outline, source=AnnotationSource.ANNOTATOR)
+    for option in ("boxes", "outlines"):
+        _, root = export(tmp_path, dataset.name, name=option, lung_masks=option)
+        coco = json.loads((root / "coco.json").read_text())
+        lung_ids = {c["id"] for c in coco["categories"] if c["name"] in ("Right Lung", "Left Lung")}
+        sources = defaultdict(set)
+        for annotation in coco["annotations"]:
+            if annotation["category_id"] in lung_ids:
+                sources[annotation["image_id"]].add(annotation["attributes"]["box_source"])
+        assert sources == {from_polygons.id: {"outline"}, box_file_won.id: {"drawn"}, box_file.id: {"drawn"}, annotated.id: {"drawn"}}, option
+
+
 def test_a_snapshot_is_immutable_and_never_overwritten(tmp_path):
     dataset = DatasetFactory()
     lungs_save(RadiographFactory(dataset=dataset))

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from training.boxes import lung_boxes_from_mask
 from training.cli import main
 from training.crossval import subject_folds
 from training.evaluate import predicted_lung_boxes
@@ -102,6 +105,43 @@ def test_a_finished_crossval_is_not_retrained(crossval_run: Path, synthetic_expo
     assert {p: p.stat().st_mtime_ns for p in crossval_run.glob("fold_*/run/best.pt")} == before
 
 
+def _with_lung_boxes(export: Path, dest: Path, source: str) -> Path:
+    """A copy of ``export`` whose coco.json holds each lung mask's boxes, marked ``box_source``."""
+    shutil.copytree(export, dest)
+    images, annotations = [], []
+    for n, record in enumerate(r for r in read_export(dest).records if r.has_lung_mask):
+        images.append({"id": n, "file_name": f"{record.image_id}.png", "width": record.width, "height": record.height})
+        pixels = np.asarray(Image.open(dest / "masks" / "lung" / f"{record.image_id}.png")) > 0
+        for side, category in (("right", 1), ("left", 2)):
+            box = lung_boxes_from_mask(pixels)[side] or [0, 0, record.width // 2, record.height]
+            x0, y0, x1, y1 = box
+            annotations.append({"image_id": n, "category_id": category, "bbox": [x0, y0, x1 - x0, y1 - y0], "attributes": {"box_source": source}})
+    coco = {"categories": [{"id": 1, "name": "Right Lung"}, {"id": 2, "name": "Left Lung"}], "images": images, "annotations": annotations}
+    (dest / "coco.json").write_text(json.dumps(coco))
+    return dest
+
+
+def test_rescore_scores_the_trained_folds_again_without_training(crossval_run: Path, synthetic_export: Path, tmp_path: Path) -> None:
+    cv = tmp_path / "cv"
+    shutil.copytree(crossval_run, cv, symlinks=True)
+    weights = {p.parts[-3]: torch.load(p, weights_only=True)["state_dict"] for p in cv.glob("fold_*/run/best.pt")}
+
+    def rescore(export: Path) -> list[dict]:
+        assert main(["crossval", "--export", str(export), "--folds", "3", "--out", str(cv), "--rescore", "--no-verify", *TINY]) == 0
+        return json.loads((cv / "crossval.json").read_text())["fold_metrics"]
+
+    drawn = rescore(_with_lung_boxes(synthetic_export, tmp_path / "drawn", "drawn"))
+    assert any(m.get("lung_box_iou_annotated") is not None for m in drawn)
+    # The same boxes, computed from the outlines: not annotators' boxes, so nothing to score them against.
+    outline = rescore(_with_lung_boxes(synthetic_export, tmp_path / "outline", "outline"))
+    assert all(m.get("lung_box_iou_annotated") is None for m in outline)
+    assert [m["lung_dice"] for m in outline] == [m["lung_dice"] for m in drawn]
+    for path in cv.glob("fold_*/run/best.pt"):
+        checkpoint = torch.load(path, weights_only=True)
+        assert "box_calibration" not in checkpoint  # too few drawn boxes left: none, not a stale one
+        assert all(torch.equal(checkpoint["state_dict"][k], v) for k, v in weights[path.parts[-3]].items())  # not retrained
+
+
 def test_evaluate_split_all_scores_the_whole_export(trained_run, synthetic_export: Path, tmp_path: Path) -> None:
     out = tmp_path / "all.json"
     assert main(["evaluate", "--checkpoint", str(trained_run.best_checkpoint), "--export", str(synthetic_export), "--split", "all", "--out", str(out)]) == 0
@@ -124,16 +164,24 @@ def test_predicted_lung_boxes_are_in_the_images_own_pixels() -> None:
 def test_annotated_lung_boxes_are_read_from_coco(tmp_path: Path) -> None:
     coco = {
         "categories": [{"id": 1, "name": "Right Lung"}, {"id": 2, "name": "Left Lung"}, {"id": 3, "name": "consolidation"}],
-        "images": [{"id": 7, "file_name": "a.png"}, {"id": 8, "file_name": "b.png"}],
+        "images": [{"id": 7, "file_name": "a.png"}, {"id": 8, "file_name": "b.png"}, {"id": 9, "file_name": "c.png"}, {"id": 10, "file_name": "d.png"}],
         "annotations": [
-            {"image_id": 7, "category_id": 1, "bbox": [10, 20, 30, 40]},
+            {"image_id": 7, "category_id": 1, "bbox": [10, 20, 30, 40]},  # older exports: no attributes
             {"image_id": 7, "category_id": 2, "bbox": [50, 20, 30, 40]},
             {"image_id": 7, "category_id": 3, "bbox": [0, 0, 5, 5]},
             {"image_id": 8, "category_id": 1, "bbox": [1, 1, 2, 2]},  # one box only: not a lung-box image
+            {"image_id": 9, "category_id": 1, "bbox": [10, 20, 30, 40], "attributes": {"box_source": "outline"}},
+            {"image_id": 9, "category_id": 2, "bbox": [50, 20, 30, 40], "attributes": {"box_source": "outline"}},
+            {"image_id": 10, "category_id": 1, "bbox": [11, 20, 30, 40], "attributes": {"box_source": "drawn"}},
+            {"image_id": 10, "category_id": 2, "bbox": [50, 20, 30, 40], "attributes": {"box_source": "drawn"}},
         ],
     }
     (tmp_path / "coco.json").write_text(json.dumps(coco))
-    assert annotated_lung_boxes(tmp_path) == {"a": {"right": [10, 20, 40, 60], "left": [50, 20, 80, 60]}}
+    # Boxes computed from an outline are not what annotators draw: c is left out.
+    assert annotated_lung_boxes(tmp_path) == {
+        "a": {"right": [10, 20, 40, 60], "left": [50, 20, 80, 60]},
+        "d": {"right": [11, 20, 41, 60], "left": [50, 20, 80, 60]},
+    }
     assert annotated_lung_boxes(tmp_path / "nowhere") == {}
 
 
