@@ -7,8 +7,9 @@ metric is undefined for the split):
 - ``lung_box_iou`` (mean of ``lung_box_iou_right``/``_left``): boxes from ``lung_boxes_from_mask``
   of the predicted vs the ground-truth mask, at model resolution;
 - ``lung_box_iou_annotated`` (and ``_right``/``_left``): the boxes of the predicted lung map brought
-  to the image's own size (as pre-annotation does) against the annotated boxes of coco.json, for
-  images that have them; ``lung_boxes_both_iou_0_9`` / ``_0_8``: the share of those images where
+  to the image's own size (as pre-annotation does) against the boxes people drew in coco.json
+  (``training.export.annotated_lung_boxes``: boxes computed from an imported outline are left out,
+  those images are scored by the outline), for images that have them; ``lung_boxes_both_iou_0_9`` / ``_0_8``: the share of those images where
   both boxes reach that IoU; ``lung_box_bottom_error``: mean (predicted - annotated) bottom edge as a
   fraction of the image height (negative: boxes end too high). Boxes are those the product suggests:
   moved by the checkpoint's box-edge calibration (``training.boxes.calibrate_boxes``) when it has one;

@@ -236,7 +236,8 @@ def _render(item: _Item, *, outlines: bool, root: Path) -> _Written:
     blobs[f"images/{image_id}.png"] = image
     try:
         lung = None
-        outline = _crop_decode(*item.outline) if item.outline is not None else None
+        # Decoded once, only where it is written or may be where the imported boxes came from.
+        outline = _crop_decode(*item.outline) if item.outline is not None and (outlines or _may_be_outline_boxes(item)) else None
         if outlines and outline is not None:
             lung = np.zeros(shape, dtype=bool)
             mask_paste(lung, item.outline[0], outline)
@@ -244,9 +245,10 @@ def _render(item: _Item, *, outlines: bool, root: Path) -> _Written:
             lung = boxes_fill(width=item.width, height=item.height, boxes=[item.right_box, item.left_box])
         if lung is not None:
             blobs[f"masks/lung/{image_id}.png"] = files.mask_png(lung)
+        from_outline = _may_be_outline_boxes(item) and all(_tight_on(b, item.outline, outline) for b in (item.right_box, item.left_box) if b)
         for side, box in (("right", item.right_box), ("left", item.left_box)):
             if box and lung is not None:
-                source = files.BOX_FROM_OUTLINE if item.boxes_imported and _tight_on(box, item.outline, outline) else files.BOX_DRAWN
+                source = files.BOX_FROM_OUTLINE if from_outline else files.BOX_DRAWN
                 out.annotations.append(files.box_annotation(image_id=item.id, side=side, box=box, source=source))
         if item.findings_complete:
             disease = np.zeros(shape, dtype=bool)
@@ -285,6 +287,16 @@ def _render(item: _Item, *, outlines: bool, root: Path) -> _Written:
     }
     out.files = {rel: files.write_file(root, rel, data) for rel, data in blobs.items()}
     return out
+
+
+def _may_be_outline_boxes(item: _Item) -> bool:
+    """Imported boxes whose union is exactly the outline's box: possibly computed from it (the pixel
+    test, ``_tight_on``, decides). Boxes people saved on the annotate page are theirs in any case."""
+    if not item.boxes_imported or item.outline is None:
+        return False
+    boxes = [b for b in (item.right_box, item.left_box) if b]
+    union = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)] if boxes else None
+    return union == list(item.outline[0])
 
 
 def _tight_on(box: list[int], outline: tuple[list[int], bytes] | None, crop: np.ndarray | None) -> bool:
