@@ -236,16 +236,14 @@ def _render(item: _Item, *, outlines: bool, root: Path) -> _Written:
     blobs[f"images/{image_id}.png"] = image
     try:
         lung = None
-        # Decoded once, only where it is written or may be where the imported boxes came from.
-        outline = _crop_decode(*item.outline) if item.outline is not None and (outlines or _may_be_outline_boxes(item)) else None
-        if outlines and outline is not None:
+        if outlines and item.outline is not None:
             lung = np.zeros(shape, dtype=bool)
-            mask_paste(lung, item.outline[0], outline)
+            mask_paste(lung, item.outline[0], _crop_decode(*item.outline))
         elif item.right_box and item.left_box:
             lung = boxes_fill(width=item.width, height=item.height, boxes=[item.right_box, item.left_box])
         if lung is not None:
             blobs[f"masks/lung/{image_id}.png"] = files.mask_png(lung)
-        from_outline = _may_be_outline_boxes(item) and all(_tight_on(b, item.outline, outline) for b in (item.right_box, item.left_box) if b)
+        from_outline = _boxes_of_outline(item)
         for side, box in (("right", item.right_box), ("left", item.left_box)):
             if box and lung is not None:
                 source = files.BOX_FROM_OUTLINE if from_outline else files.BOX_DRAWN
@@ -289,28 +287,19 @@ def _render(item: _Item, *, outlines: bool, root: Path) -> _Written:
     return out
 
 
-def _may_be_outline_boxes(item: _Item) -> bool:
-    """Imported boxes whose union is exactly the outline's box: possibly computed from it (the pixel
-    test, ``_tight_on``, decides). Boxes people saved on the annotate page are theirs in any case."""
+def _boxes_of_outline(item: _Item) -> bool:
+    """Whether the imported boxes were computed from the imported outline (a polygon file, a findings
+    file's lung masks) rather than drawn: boxes computed from an outline are tight on its pieces, so
+    together they span exactly the outline's box, to the pixel on all four sides, which drawn boxes
+    practically never do. Boxes people saved on the annotate page are theirs in any case. Decided from
+    the stored boxes alone: decoding every outline would slow the export by about a fifth."""
     if not item.boxes_imported or item.outline is None:
         return False
     boxes = [b for b in (item.right_box, item.left_box) if b]
-    union = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)] if boxes else None
+    if not boxes:
+        return False
+    union = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
     return union == list(item.outline[0])
-
-
-def _tight_on(box: list[int], outline: tuple[list[int], bytes] | None, crop: np.ndarray | None) -> bool:
-    """Whether ``box`` is the tight box of the outline's pixels inside it: every edge touches the
-    outline. Imported boxes like that were computed from the outline (a polygon file, a findings
-    file's lung masks), not drawn; a drawn box practically never touches an outline on all four edges."""
-    if outline is None or crop is None:
-        return False
-    x0, y0, x1, y1 = box
-    ox0, oy0, ox1, oy1 = outline[0]
-    if x0 < ox0 or y0 < oy0 or x1 > ox1 or y1 > oy1 or x1 <= x0 or y1 <= y0:
-        return False
-    part = crop[y0 - oy0 : y1 - oy0, x0 - ox0 : x1 - ox0]
-    return bool(part[0].any() and part[-1].any() and part[:, 0].any() and part[:, -1].any())
 
 
 def _region_annotation(item: _Item, region: FindingRegion, crop: np.ndarray, label: str) -> dict[str, Any]:
