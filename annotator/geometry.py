@@ -108,10 +108,14 @@ def mask_dice(a: np.ndarray, b: np.ndarray) -> float | None:
     return 2.0 * int(np.logical_and(a, b).sum()) / total
 
 
+def boxes_frame(boxes: Sequence[Sequence[int]]) -> Box:
+    """The smallest box holding every one of ``boxes`` (at least one)."""
+    return [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
+
+
 def masks_frame(regions: Sequence[Any]) -> Box:
     """The box holding every region (anything with a ``bbox``)."""
-    boxes = [r.bbox for r in regions] or [[0, 0, 1, 1]]
-    return [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
+    return boxes_frame([r.bbox for r in regions] or [[0, 0, 1, 1]])
 
 
 def masks_union(regions: Sequence[Any], frame: Sequence[int]) -> np.ndarray:

@@ -15,10 +15,10 @@ on the CPU (1, 8 and 32 on CUDA).
 Database: ``--database-url`` (or ``BENCH_DATABASE_URL``) names a PostgreSQL server; a throw-away
 database is created on it and dropped afterwards. Without one, a throw-away SQLite file is used.
 Broker: ``redis`` (``--redis-url``, default ``BENCH_REDIS_URL`` or redis://127.0.0.1:6379/14; that
-Redis database must be empty, and is emptied again at the end) or ``filesystem`` (a temporary folder). Random weights: speed does not
-depend on them. With ``--threads 0`` each of N workers gets cores / N torch threads. Prints a table
-(with the load average: other work on the machine competes for its cores) and writes
-``bench/results/preannotate_throughput.json``.
+Redis database must be empty, and is emptied again at the end) or ``filesystem`` (a temporary
+folder). Random weights: speed does not depend on them. With ``--threads 0`` each of N workers
+gets cores / N torch threads. Prints a table (with the load average: other work on the machine
+competes for its cores) and writes ``bench/results/preannotate_throughput.json``.
 """
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ metric is undefined for the split):
 - ``lung_box_iou_annotated`` (and ``_right``/``_left``): the boxes of the predicted lung map brought
   to the image's own size (as pre-annotation does) against the boxes people drew in coco.json
   (``training.export.annotated_lung_boxes``: boxes computed from an imported outline are left out,
-  those images are scored by the outline), for images that have them; ``lung_boxes_both_iou_0_9`` / ``_0_8``: the share of those images where
-  both boxes reach that IoU; ``lung_box_bottom_error``: mean (predicted - annotated) bottom edge as a
+  those images are scored by the outline), for images that have them; ``lung_boxes_both_iou_0_9`` /
+  ``_0_8``: the share of those images where both boxes reach that IoU; ``lung_box_bottom_error``: mean (predicted - annotated) bottom edge as a
   fraction of the image height (negative: boxes end too high). Boxes are those the product suggests:
   moved by the checkpoint's box-edge calibration (``training.boxes.calibrate_boxes``) when it has one;
   ``lung_box_iou_annotated_raw`` is the same IoU before that calibration;
@@ -380,8 +380,9 @@ def checkpoint_box_calibrate(
     )
     if calibration is not None or checkpoint.get("box_calibration") is not None:
         payload = load_checkpoint(checkpoint_path)
-        payload["box_calibration"] = calibration
         if calibration is None:
-            del payload["box_calibration"]
+            payload.pop("box_calibration")
+        else:
+            payload["box_calibration"] = calibration
         write_checkpoint(checkpoint_path, payload)
     return calibration

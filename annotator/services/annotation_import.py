@@ -17,7 +17,7 @@ from django.db.models import F
 
 from ..constants import SOURCE_ANATOMY_LABELS, SOURCE_FINDING_MAP, SOURCE_LUNG_LABELS, AnnotationSource, FindingLabel, LungStatus, RegionStatus
 from ..errors import DomainError, InvalidImage, InvalidInput
-from ..geometry import box_validate, coco_bbox_to_box, mask_bbox, mask_crop, polygons_rasterise, sides_from_boxes
+from ..geometry import box_validate, boxes_frame, coco_bbox_to_box, mask_bbox, mask_crop, polygons_rasterise, sides_from_boxes
 from ..imaging.encode import decode_mask_png, mask_png_bytes
 from ..models import Dataset, FindingRegion, FindingRegionRevision, LungAnnotation, Radiograph
 from ..selectors import radiographs_by_file_name
@@ -193,7 +193,7 @@ def _two_sides(boxes: list, width: int) -> list:
     merged = []
     for group in halves.values():
         if group:
-            merged.append([min(b[0] for b in group), min(b[1] for b in group), max(b[2] for b in group), max(b[3] for b in group)])
+            merged.append(boxes_frame(group))
     return merged
 
 

@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from ..constants import FRONTAL_VIEWS, AnnotationSource, FindingLabel, LungStatus, Provenance, RegionStatus, State, Tri
 from ..errors import Conflict, InvalidImage, InvalidInput
-from ..geometry import boxes_fill, mask_paste
+from ..geometry import boxes_fill, boxes_frame, mask_paste
 from ..imaging.encode import decode_mask_png
 from ..models import ExportSnapshot, FindingRegion, LungAnnotation, Radiograph
 from . import export_files as files
@@ -296,10 +296,7 @@ def _boxes_of_outline(item: _Item) -> bool:
     if not item.boxes_imported or item.outline is None:
         return False
     boxes = [b for b in (item.right_box, item.left_box) if b]
-    if not boxes:
-        return False
-    union = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
-    return union == list(item.outline[0])
+    return bool(boxes) and boxes_frame(boxes) == list(item.outline[0])
 
 
 def _region_annotation(item: _Item, region: FindingRegion, crop: np.ndarray, label: str) -> dict[str, Any]:
