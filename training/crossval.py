@@ -39,19 +39,19 @@ import numpy as np
 
 from training.config import TrainConfig
 from training.evaluate import score_checkpoint
-from training.export import COCO, LABELS, ExportError, ExportRecord, read_export, verify_export
+from training.export import COCO, LABELS, LUNG_MASK_OUTLINE, ExportError, ExportRecord, read_export, verify_export
 from training.metrics import bootstrap_ci, classification_metrics, mean_or_none
 
 log = logging.getLogger(__name__)
 
 PER_IMAGE_COLUMNS = (
-    "fold", "image_id", "subject", "lung_dice", "lung_box_iou_right", "lung_box_iou_left",
+    "fold", "image_id", "subject", "lung_mask", "lung_dice", "lung_box_iou_right", "lung_box_iou_left",
     "lung_box_iou_annotated_right", "lung_box_iou_annotated_left", "lung_box_bottom_error", "disease_dice",
     "healthy_prob", "covid_prob", "other_disease_prob", "healthy_label", "covid_label", "other_disease_label",
 )
 # The metrics shown first in the readable table, in this order; every other numeric one follows.
 HEADLINE = (
-    "lung_dice", "lung_box_iou", "lung_box_iou_annotated", "lung_boxes_both_iou_0_9", "lung_boxes_both_iou_0_8",
+    "lung_dice", "lung_dice_outline", "lung_box_iou", "lung_box_iou_annotated", "lung_boxes_both_iou_0_9", "lung_boxes_both_iou_0_8",
     "lung_box_bottom_error", "disease_dice", "covid_auc", "covid_sensitivity_at_90_specificity", "healthy_accuracy",
     "other_disease_auc",
 )
@@ -160,13 +160,24 @@ def summarize_folds(fold_metrics: Sequence[dict[str, Any]]) -> dict[str, dict[st
 
 
 def pooled_metrics(rows: Sequence[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
-    """Out-of-fold metrics over all images together, with a subject-bootstrap 95% CI of the COVID AUC."""
+    """Out-of-fold metrics over all images together, with subject-bootstrap 95% CIs of the annotated
+    box IoU and of the COVID and other-disease AUCs."""
     pooled: dict[str, Any] = {"n_images": len(rows)}
     for key in ("lung_dice", "disease_dice", "lung_box_bottom_error"):
         pooled[key] = mean_or_none([r.get(key) for r in rows])
-    pairs = [(r["lung_box_iou_annotated_right"], r["lung_box_iou_annotated_left"]) for r in rows if "lung_box_iou_annotated_right" in r]
+    pooled["lung_dice_outline"] = mean_or_none([r.get("lung_dice") for r in rows if r.get("lung_mask") == LUNG_MASK_OUTLINE])
+    boxed = [r for r in rows if "lung_box_iou_annotated_right" in r]
+    pairs = [(r["lung_box_iou_annotated_right"], r["lung_box_iou_annotated_left"]) for r in boxed]
+    means = [mean_or_none(list(p)) or 0.0 for p in pairs]  # a missing side scores 0, as in box_iou
     pooled["lung_box_iou_annotated"] = mean_or_none([mean_or_none(list(p)) for p in pairs])
-    pooled["lung_boxes_both_iou_0_9"] = float(np.mean([all((v or 0.0) >= 0.9 for v in p) for p in pairs])) if pairs else None
+    for threshold, key in ((0.9, "lung_boxes_both_iou_0_9"), (0.8, "lung_boxes_both_iou_0_8")):
+        pooled[key] = float(np.mean([all((v or 0.0) >= threshold for v in p) for p in pairs])) if pairs else None
+    ci = None
+    if pairs:
+        ci = bootstrap_ci(
+            means, means, lambda _, s: float(np.mean(s)), groups=[r["subject"] for r in boxed], resamples=BOOTSTRAP_RESAMPLES, seed=seed
+        )
+    pooled["lung_box_iou_annotated_ci95"] = None if ci is None else list(ci)
     for name in ("covid", "other_disease"):
         known = [r for r in rows if r[f"{name}_label"] >= 0 and math.isfinite(r[f"{name}_prob"])]
         labels = [r[f"{name}_label"] for r in known]
@@ -202,6 +213,11 @@ def markdown_report(report: dict[str, Any]) -> str:
     for key in keys:
         cell = f"{_fmt(summary[key]['mean'])} ± {_fmt(summary[key]['sd'])}"
         lines.append(f"| {key} | {cell} | {_fmt(pooled.get(key))} |")
+    box_ci = pooled.get("lung_box_iou_annotated_ci95")
+    if box_ci:
+        lines += ["", f"Pooled box IoU against drawn boxes {_fmt(pooled.get('lung_box_iou_annotated'))}, 95% CI (subject bootstrap) "
+                  f"{box_ci[0]:.3f}–{box_ci[1]:.3f}; both boxes ≥ 0.9 / ≥ 0.8 on {_fmt(pooled.get('lung_boxes_both_iou_0_9'), 2)} / "
+                  f"{_fmt(pooled.get('lung_boxes_both_iou_0_8'), 2)} of those images."]
     ci = pooled.get("covid_auc_ci95")
     lines += ["", f"Pooled COVID AUC {_fmt(pooled.get('covid_auc'))}, 95% CI (subject bootstrap) "
               + (f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else "undefined") + "."]

@@ -4,6 +4,8 @@
 metric is undefined for the split):
 
 - ``lung_dice``, ``lung_iou``: mean per image over images with a lung mask (prediction = p >= 0.5);
+  ``lung_dice_outline`` over those whose mask is a lung outline (coco.json's ``lung_mask``), not two
+  filled boxes (``training.export.lung_mask_kinds``; ``None`` for exports that do not say);
 - ``lung_box_iou`` (mean of ``lung_box_iou_right``/``_left``): boxes from ``lung_boxes_from_mask``
   of the predicted vs the ground-truth mask, at model resolution;
 - ``lung_box_iou_annotated`` (and ``_right``/``_left``): the boxes of the predicted lung map brought
@@ -41,7 +43,7 @@ from training.checkpoint import load_checkpoint, load_model, write_checkpoint
 from training.config import TASK_LUNG, LossConfig
 from training.data import ExportDataset
 from training.boxes import Calibration, calibrate_boxes, fit_box_calibration, lung_boxes_from_mask, scale_box
-from training.export import annotated_lung_boxes, read_export
+from training.export import LUNG_MASK_OUTLINE, annotated_lung_boxes, lung_mask_kinds, read_export
 from training.losses import multitask_loss
 from training.metrics import box_iou, classification_metrics, dice_score, iou_score, mean_or_none, roc_curve
 from training.model import CMTNet, predict_proba
@@ -63,6 +65,7 @@ class SplitOutputs:
     image_ids: list[str] = field(default_factory=list)
     lung_dice: list[float] = field(default_factory=list)
     lung_iou: list[float] = field(default_factory=list)
+    lung_dice_outline: list[float] = field(default_factory=list)
     lung_box_iou_right: list[float | None] = field(default_factory=list)
     lung_box_iou_left: list[float | None] = field(default_factory=list)
     disease_dice: list[float] = field(default_factory=list)
@@ -119,13 +122,15 @@ def run_model(
     amp: bool = False,
     annotated_boxes: dict[str, dict[str, list[float]]] | None = None,
     box_calibration: Calibration | None = None,
+    lung_masks: dict[str, str] | None = None,
 ) -> SplitOutputs:
     """Run ``model`` over ``dataset`` (no augmentation expected) and collect per-image results.
 
     With ``loss_config`` the mean multi-task loss over batches is filled in too (validation). With
     ``annotated_boxes`` (``training.export.annotated_lung_boxes``) the predicted lung boxes, moved by
     ``box_calibration`` when given, are also scored against the annotated ones; the row keeps the
-    uncalibrated boxes (``lung_boxes_raw``) for fitting a calibration.
+    uncalibrated boxes (``lung_boxes_raw``) for fitting a calibration. ``lung_masks``
+    (``training.export.lung_mask_kinds``) says which lung masks are outlines.
     """
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
@@ -159,6 +164,11 @@ def run_model(
                 )
                 out.lung_dice.append(row["lung_dice"])
                 out.lung_iou.append(row["lung_iou"])
+                kind = (lung_masks or {}).get(record.image_id)
+                if kind is not None:
+                    row["lung_mask"] = kind
+                if kind == LUNG_MASK_OUTLINE:
+                    out.lung_dice_outline.append(row["lung_dice"])
                 out.lung_box_iou_right.append(row["lung_box_iou_right"])
                 out.lung_box_iou_left.append(row["lung_box_iou_left"])
             annotated = (annotated_boxes or {}).get(record.image_id)
@@ -216,6 +226,8 @@ def summarize(outputs: SplitOutputs) -> dict[str, Any]:
         "lung_images": len(outputs.lung_dice),
         "lung_dice": mean_or_none(outputs.lung_dice),
         "lung_iou": mean_or_none(outputs.lung_iou),
+        "lung_outline_images": len(outputs.lung_dice_outline),
+        "lung_dice_outline": mean_or_none(outputs.lung_dice_outline),
         "lung_box_iou": mean_or_none(box_means),
         "lung_box_iou_right": mean_or_none(outputs.lung_box_iou_right),
         "lung_box_iou_left": mean_or_none(outputs.lung_box_iou_left),
@@ -308,6 +320,7 @@ def score_checkpoint(
         progress=progress,
         annotated_boxes=annotated_lung_boxes(export.root),
         box_calibration=checkpoint.get("box_calibration"),
+        lung_masks=lung_mask_kinds(export.root),
     )
     metrics = summarize(outputs)
     metrics["split"] = split

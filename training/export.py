@@ -29,6 +29,8 @@ COCO = "coco.json"
 LUNG_BOX_CATEGORIES = {"Right Lung": "right", "Left Lung": "left"}
 # A lung box's ``attributes.box_source`` when Lungmark computed it from an imported outline (else "drawn").
 BOX_FROM_OUTLINE = "outline"
+# An image's ``lung_mask`` in coco.json: its lung mask is an outline, or the two lung boxes filled.
+LUNG_MASK_OUTLINE, LUNG_MASK_BOXES = "outline", "boxes"
 LABELS = "labels.csv"
 LABEL_COLUMNS: tuple[str, ...] = (
     "image_id",
@@ -221,6 +223,26 @@ def annotated_lung_boxes(root: str | Path) -> dict[str, dict[str, list[float]]]:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ExportError(f"{path}: unreadable COCO annotations ({exc})") from exc
     return {image_id: sides for image_id, sides in boxes.items() if len(sides) == 2 and image_id not in from_outline}
+
+
+def lung_mask_kinds(root: str | Path) -> dict[str, str]:
+    """What each image's lung mask holds, from coco.json's ``images[].lung_mask``: ``{image_id:
+    "outline" | "boxes"}``. A filled pair of boxes is not an outline, so lung Dice against it measures
+    the box convention rather than the lung. Images without the key (older exports, or no lung mask)
+    are left out; empty when the export has no coco.json. Raises ``ExportError`` when coco.json exists
+    but cannot be read."""
+    path = Path(root) / COCO
+    if not path.is_file():
+        return {}
+    try:
+        coco = json.loads(path.read_text(encoding="utf-8"))
+        return {
+            Path(image["file_name"]).stem: image["lung_mask"]
+            for image in coco.get("images", [])
+            if image.get("lung_mask") in (LUNG_MASK_OUTLINE, LUNG_MASK_BOXES)
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ExportError(f"{path}: unreadable COCO annotations ({exc})") from exc
 
 
 def verify_export(path: str | Path) -> list[str]:

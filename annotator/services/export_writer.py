@@ -209,6 +209,7 @@ class _Written:
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256, once written
     annotations: list[dict[str, Any]] = field(default_factory=list)
     labels_present: list[str] = field(default_factory=list)
+    lung_mask: str = ""  # files.LUNG_MASK_OUTLINE | files.LUNG_MASK_BOXES when a lung mask is written
     skipped: str = ""
 
 
@@ -239,8 +240,10 @@ def _render(item: _Item, *, outlines: bool, root: Path) -> _Written:
         if outlines and item.outline is not None:
             lung = np.zeros(shape, dtype=bool)
             mask_paste(lung, item.outline[0], _crop_decode(*item.outline))
+            out.lung_mask = files.LUNG_MASK_OUTLINE
         elif item.right_box and item.left_box:
             lung = boxes_fill(width=item.width, height=item.height, boxes=[item.right_box, item.left_box])
+            out.lung_mask = files.LUNG_MASK_BOXES
         if lung is not None:
             blobs[f"masks/lung/{image_id}.png"] = files.mask_png(lung)
         from_outline = _boxes_of_outline(item)
@@ -360,7 +363,10 @@ def _write_files(
                 digests.update(result.files)
                 row = result.row
                 labels.write(row)
-                coco.add_image({"id": result.item.id, "file_name": f"{row['image_id']}.png", "width": row["width"], "height": row["height"]})
+                image = {"id": result.item.id, "file_name": f"{row['image_id']}.png", "width": row["width"], "height": row["height"]}
+                if result.lung_mask:
+                    image["lung_mask"] = result.lung_mask
+                coco.add_image(image)
                 for annotation in result.annotations:
                     coco.add_annotation(annotation)
                 counts["images"] += 1

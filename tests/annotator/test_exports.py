@@ -22,6 +22,7 @@ from annotator.models import AuditLog, Dataset, ExportSnapshot, Radiograph, Subj
 from annotator.selectors import radiographs_by_file_name
 from annotator.services.exports import export_build, export_create, export_verify
 from annotator.services.snapshot_import import snapshot_import
+from training.export import lung_mask_kinds
 
 from .export_factories import DatasetFactory, RadiographFactory, SubjectFactory, blob, lungs_save, region_save
 
@@ -149,6 +150,13 @@ def test_outline_option_writes_polygon_masks_where_they_exist(tmp_path):
     assert np.array_equal(mask(outlines, f"masks/lung/{with_outline.id}.png"), outline)
     assert np.array_equal(mask(boxes, f"masks/lung/{with_outline.id}.png"), boxes_fill(width=64, height=48, boxes=[[5, 10, 25, 30], [38, 12, 58, 35]]))
     assert np.array_equal(mask(outlines, f"masks/lung/{boxes_only.id}.png"), mask(boxes, f"masks/lung/{boxes_only.id}.png"))
+    # coco.json says which lung masks are outlines, so that training scores lung Dice against those alone
+    no_lungs = RadiographFactory(dataset=dataset, covid=Tri.POSITIVE, covid_source=Provenance.METADATA)
+    _, outlines = export(tmp_path, dataset.name, name="outlines-again", lung_masks="outlines")
+    _, boxes = export(tmp_path, dataset.name, name="boxes-again")
+    assert str(no_lungs.id) in rows(outlines)
+    assert lung_mask_kinds(outlines) == {str(with_outline.id): "outline", str(boxes_only.id): "boxes"}
+    assert lung_mask_kinds(boxes) == {str(with_outline.id): "boxes", str(boxes_only.id): "boxes"}
 
 
 def test_coco_lung_boxes_say_whether_people_drew_them_or_they_came_from_an_outline(tmp_path):

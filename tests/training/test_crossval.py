@@ -105,12 +105,15 @@ def test_a_finished_crossval_is_not_retrained(crossval_run: Path, synthetic_expo
     assert {p: p.stat().st_mtime_ns for p in crossval_run.glob("fold_*/run/best.pt")} == before
 
 
-def _with_lung_boxes(export: Path, dest: Path, source: str) -> Path:
-    """A copy of ``export`` whose coco.json holds each lung mask's boxes, marked ``box_source``."""
+def _with_lung_boxes(export: Path, dest: Path, source: str, kinds: tuple[str, ...] = ()) -> Path:
+    """A copy of ``export`` whose coco.json holds each lung mask's boxes, marked ``box_source``, and,
+    with ``kinds``, each image's ``lung_mask`` (taken in turn from ``kinds``)."""
     shutil.copytree(export, dest)
     images, annotations = [], []
     for n, record in enumerate(r for r in read_export(dest).records if r.has_lung_mask):
         images.append({"id": n, "file_name": f"{record.image_id}.png", "width": record.width, "height": record.height})
+        if kinds:
+            images[-1]["lung_mask"] = kinds[n % len(kinds)]
         pixels = np.asarray(Image.open(dest / "masks" / "lung" / f"{record.image_id}.png")) > 0
         for side, category in (("right", 1), ("left", 2)):
             box = lung_boxes_from_mask(pixels)[side] or [0, 0, record.width // 2, record.height]
@@ -140,6 +143,34 @@ def test_rescore_scores_the_trained_folds_again_without_training(crossval_run: P
         checkpoint = torch.load(path, weights_only=True)
         assert "box_calibration" not in checkpoint  # too few drawn boxes left: none, not a stale one
         assert all(torch.equal(checkpoint["state_dict"][k], v) for k, v in weights[path.parts[-3]].items())  # not retrained
+
+
+def test_lung_dice_against_outlines_leaves_filled_boxes_out_and_the_box_iou_has_an_interval(
+    crossval_run: Path, synthetic_export: Path, tmp_path: Path
+) -> None:
+    cv = tmp_path / "cv"
+    shutil.copytree(crossval_run, cv, symlinks=True)
+    export = _with_lung_boxes(synthetic_export, tmp_path / "kinds", "drawn", kinds=("outline", "boxes", "outline"))
+    assert main(["crossval", "--export", str(export), "--folds", "3", "--out", str(cv), "--rescore", "--no-verify", *TINY]) == 0
+    report = json.loads((cv / "crossval.json").read_text())
+    rows = [r for fold in sorted(cv.glob("fold_*/metrics.json")) for r in json.loads(fold.read_text())["rows"]]
+    outline = [r["lung_dice"] for r in rows if r.get("lung_mask") == "outline"]
+    boxes = [r["lung_dice"] for r in rows if r.get("lung_mask") == "boxes"]
+    assert outline and boxes and len(outline) + len(boxes) == sum(1 for r in rows if "lung_dice" in r)
+    assert report["pooled"]["lung_dice_outline"] == pytest.approx(np.mean(outline))
+    assert report["pooled"]["lung_dice"] == pytest.approx(np.mean(outline + boxes))
+    for fold in sorted(cv.glob("fold_*/metrics.json")):
+        saved = json.loads(fold.read_text())
+        mine = [r["lung_dice"] for r in saved["rows"] if r.get("lung_mask") == "outline"]
+        assert saved["metrics"]["lung_outline_images"] == len(mine)
+        assert saved["metrics"]["lung_dice_outline"] == (pytest.approx(np.mean(mine)) if mine else None)
+    low, high = report["pooled"]["lung_box_iou_annotated_ci95"]
+    assert low <= report["pooled"]["lung_box_iou_annotated"] <= high
+    assert report["pooled"]["lung_boxes_both_iou_0_9"] <= report["pooled"]["lung_boxes_both_iou_0_8"]
+    with open(cv / "per_image.csv", newline="") as fh:
+        kinds = Counter(row["lung_mask"] for row in csv.DictReader(fh) if row["lung_dice"])
+    assert kinds == Counter(outline=len(outline), boxes=len(boxes))
+    assert "Pooled box IoU against drawn boxes" in (cv / "crossval.md").read_text()
 
 
 def test_evaluate_split_all_scores_the_whole_export(trained_run, synthetic_export: Path, tmp_path: Path) -> None:
