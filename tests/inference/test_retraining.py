@@ -2,20 +2,26 @@
 and a real (tiny) training run with its progress and log."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.conf import settings
 from django.test import override_settings
+from PIL import Image
 
 from annotator.errors import Conflict
+from annotator.geometry import boxes_fill
 from annotator.models import AuditLog, Radiograph
-from annotator.services.annotation_import import lung_boxes_import
+from annotator.services.annotation_import import lung_boxes_import, lung_polygons_import
+from annotator.services.exports import export_local_copy
 from inference.models import ModelVersion, PreannotationBatch, TrainingRun
 from inference.services import promotion_decide, training_run_execute, training_run_start, training_run_start_if_due
 from tests.conftest import SAMPLE
 from tests.inference.conftest import import_files, small_sample_images
+from training.export import annotated_lung_boxes, lung_mask_kinds
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("predictor_reset")]
 
@@ -128,6 +134,26 @@ def test_a_better_candidate_is_promoted_atomically_and_the_open_radiographs_are_
     assert AuditLog.objects.filter(action="model_promoted", target=candidate.name).exists()
     batch = PreannotationBatch.objects.get(model_version=candidate)
     assert batch.reason == "promotion" and batch.items.count() == Radiograph.objects.filter(state="imported").count() > 0
+
+
+def test_retraining_learns_each_lung_from_its_outline_where_one_was_imported(lung_truth, checkpoints, monkeypatch, tmp_path):
+    polygons = json.loads((SAMPLE / "annotations" / "lung_polygons.json").read_text())
+    without = {im["id"] for im in polygons["images"] if im["file_name"] == small_sample_images(12, lung_boxes_only=True)[0].name}
+    polygons["annotations"] = [a for a in polygons["annotations"] if a["image_id"] not in without]  # one image keeps its boxes only
+    (tmp_path / "polygons.json").write_text(json.dumps(polygons))
+    lung_polygons_import(dataset=report_dataset(lung_truth), path=tmp_path / "polygons.json")
+    fake_training(monkeypatch, checkpoints["all_lung"])
+    run = training_run_execute(training_run_id=training_run_start(trigger="manual").pk)
+
+    assert run.status == "succeeded" and run.export.options["lung_masks"] == "outlines"
+    root = export_local_copy(run.export)
+    kinds, drawn = lung_mask_kinds(root), annotated_lung_boxes(root)
+    assert set(kinds.values()) == {"outline", "boxes"}  # some of these images have polygons, some only boxes
+    for image_id, kind in kinds.items():
+        with Image.open(root / "masks" / "lung" / f"{image_id}.png") as image:
+            lungs = np.asarray(image) > 0
+        filled = boxes_fill(width=lungs.shape[1], height=lungs.shape[0], boxes=[[int(v) for v in drawn[image_id][side]] for side in ("right", "left")])
+        assert np.array_equal(lungs, filled) == (kind == "boxes"), image_id  # an outline is not its boxes filled
 
 
 def test_a_real_tiny_training_run_reports_progress_and_registers_its_candidate(lung_truth, client_for, annotator):
