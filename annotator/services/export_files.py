@@ -30,9 +30,6 @@ from ..errors import InvalidImage
 LUNG_CATEGORIES = {"right": (1, "Right Lung"), "left": (2, "Left Lung")}
 # attributes.box_source of a lung box in coco.json (``box_annotation``).
 BOX_DRAWN, BOX_FROM_OUTLINE = "drawn", "outline"
-# ``lung_mask`` of an image in coco.json: what its masks/lung file holds (an imported outline, or the
-# two lung boxes filled). Training scores lung Dice against outlines separately.
-LUNG_MASK_OUTLINE, LUNG_MASK_BOXES = "outline", "boxes"
 FINDING_CATEGORIES = {f.label: f.coco_id for f in FINDINGS}  # (the ids are written in the findings table)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

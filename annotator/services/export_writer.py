@@ -28,6 +28,8 @@ from django.core.files.storage import default_storage
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
+from training.export import LUNG_MASK_BOXES, LUNG_MASK_OUTLINE
+
 from ..constants import FRONTAL_VIEWS, AnnotationSource, FindingLabel, LungStatus, Provenance, RegionStatus, State, Tri
 from ..errors import Conflict, InvalidImage, InvalidInput
 from ..geometry import boxes_fill, boxes_frame, mask_paste
@@ -209,7 +211,7 @@ class _Written:
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256, once written
     annotations: list[dict[str, Any]] = field(default_factory=list)
     labels_present: list[str] = field(default_factory=list)
-    lung_mask: str = ""  # files.LUNG_MASK_OUTLINE | files.LUNG_MASK_BOXES when a lung mask is written
+    lung_mask: str = ""  # LUNG_MASK_OUTLINE | LUNG_MASK_BOXES (coco.json's images[].lung_mask) when one is written
     skipped: str = ""
 
 
@@ -240,10 +242,10 @@ def _render(item: _Item, *, outlines: bool, root: Path) -> _Written:
         if outlines and item.outline is not None:
             lung = np.zeros(shape, dtype=bool)
             mask_paste(lung, item.outline[0], _crop_decode(*item.outline))
-            out.lung_mask = files.LUNG_MASK_OUTLINE
+            out.lung_mask = LUNG_MASK_OUTLINE
         elif item.right_box and item.left_box:
             lung = boxes_fill(width=item.width, height=item.height, boxes=[item.right_box, item.left_box])
-            out.lung_mask = files.LUNG_MASK_BOXES
+            out.lung_mask = LUNG_MASK_BOXES
         if lung is not None:
             blobs[f"masks/lung/{image_id}.png"] = files.mask_png(lung)
         from_outline = _boxes_of_outline(item)

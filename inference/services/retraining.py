@@ -38,15 +38,15 @@ from annotator.services.events import audit_record
 from annotator.services.exports import export_build, export_create, export_local_copy
 
 from ..models import ModelVersion, TrainingRun
+from ..selectors import training_images_count
+from .registry import json_safe, model_version_activate, model_version_register
+from .run_files import RunFolder
 
 # The lung masks a run learns from: imported outlines where an image has one, else its two lung boxes
 # filled. By 5-fold cross-validation on the sample (training/README.md) a model that learnt every lung
 # from filled boxes suggests worse boxes than one that learnt from the outlines, even against the
 # boxes people drew.
 RETRAINING_EXPORT_OPTIONS = {"lung_masks": "outlines"}
-from ..selectors import training_images_count
-from .registry import json_safe, model_version_activate, model_version_register
-from .run_files import RunFolder
 
 logger = logging.getLogger(__name__)
 
