@@ -168,15 +168,12 @@ def pooled_metrics(rows: Sequence[dict[str, Any]], seed: int = 0) -> dict[str, A
     pooled["lung_dice_outline"] = mean_or_none([r.get("lung_dice") for r in rows if r.get("lung_mask") == LUNG_MASK_OUTLINE])
     boxed = [r for r in rows if "lung_box_iou_annotated_right" in r]
     pairs = [(r["lung_box_iou_annotated_right"], r["lung_box_iou_annotated_left"]) for r in boxed]
-    means = [mean_or_none(list(p)) or 0.0 for p in pairs]  # a missing side scores 0, as in box_iou
-    pooled["lung_box_iou_annotated"] = mean_or_none([mean_or_none(list(p)) for p in pairs])
+    means = [mean_or_none(list(p)) or 0.0 for p in pairs]  # a missing predicted box scores 0, as in box_iou
+    pooled["lung_box_iou_annotated"] = mean_or_none(means)
     for threshold, key in ((0.9, "lung_boxes_both_iou_0_9"), (0.8, "lung_boxes_both_iou_0_8")):
         pooled[key] = float(np.mean([all((v or 0.0) >= threshold for v in p) for p in pairs])) if pairs else None
-    ci = None
-    if pairs:
-        ci = bootstrap_ci(
-            means, means, lambda _, s: float(np.mean(s)), groups=[r["subject"] for r in boxed], resamples=BOOTSTRAP_RESAMPLES, seed=seed
-        )
+    groups = [r["subject"] for r in boxed]
+    ci = bootstrap_ci(means, means, lambda _, s: float(np.mean(s)), groups=groups, resamples=BOOTSTRAP_RESAMPLES, seed=seed) if means else None
     pooled["lung_box_iou_annotated_ci95"] = None if ci is None else list(ci)
     for name in ("covid", "other_disease"):
         known = [r for r in rows if r[f"{name}_label"] >= 0 and math.isfinite(r[f"{name}_prob"])]

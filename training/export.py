@@ -16,6 +16,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -201,11 +202,8 @@ def annotated_lung_boxes(root: str | Path) -> dict[str, dict[str, list[float]]]:
     are left out: their image is scored by the outline itself. Boxes without the attribute (older
     exports) count as drawn. Raises ``ExportError`` when coco.json exists but cannot be read.
     """
-    path = Path(root) / COCO
-    if not path.is_file():
-        return {}
-    try:
-        coco = json.loads(path.read_text(encoding="utf-8"))
+
+    def read(coco: dict) -> dict[str, dict[str, list[float]]]:
         categories = {c["id"]: LUNG_BOX_CATEGORIES.get(c["name"]) for c in coco.get("categories", [])}
         image_ids = {im["id"]: Path(im["file_name"]).stem for im in coco.get("images", [])}
         boxes: dict[str, dict[str, list[float]]] = {}
@@ -220,9 +218,9 @@ def annotated_lung_boxes(root: str | Path) -> dict[str, dict[str, list[float]]]:
                 from_outline.add(image_id)
             x, y, w, h = (float(v) for v in annotation["bbox"])
             boxes.setdefault(image_id, {})[side] = [x, y, x + w, y + h]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ExportError(f"{path}: unreadable COCO annotations ({exc})") from exc
-    return {image_id: sides for image_id, sides in boxes.items() if len(sides) == 2 and image_id not in from_outline}
+        return {image_id: sides for image_id, sides in boxes.items() if len(sides) == 2 and image_id not in from_outline}
+
+    return _coco_read(root, read)
 
 
 def lung_mask_kinds(root: str | Path) -> dict[str, str]:
@@ -231,16 +229,24 @@ def lung_mask_kinds(root: str | Path) -> dict[str, str]:
     the box convention rather than the lung. Images without the key (older exports, or no lung mask)
     are left out; empty when the export has no coco.json. Raises ``ExportError`` when coco.json exists
     but cannot be read."""
+    return _coco_read(
+        root,
+        lambda coco: {
+            Path(image["file_name"]).stem: image["lung_mask"]
+            for image in coco.get("images", [])
+            if image.get("lung_mask") in (LUNG_MASK_OUTLINE, LUNG_MASK_BOXES)
+        },
+    )
+
+
+def _coco_read(root: str | Path, read: Callable[[dict], dict]) -> dict:
+    """``read(coco)`` of the export's coco.json; empty when there is none. A file that does not parse,
+    or that lacks what ``read`` looks up, is an ``ExportError`` naming it."""
     path = Path(root) / COCO
     if not path.is_file():
         return {}
     try:
-        coco = json.loads(path.read_text(encoding="utf-8"))
-        return {
-            Path(image["file_name"]).stem: image["lung_mask"]
-            for image in coco.get("images", [])
-            if image.get("lung_mask") in (LUNG_MASK_OUTLINE, LUNG_MASK_BOXES)
-        }
+        return read(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ExportError(f"{path}: unreadable COCO annotations ({exc})") from exc
 
