@@ -1,6 +1,6 @@
 """Command line: ``python -m training {train,crossval,evaluate,predict,verify,baselines,ablation} ...``.
 
-``train`` and ``crossval`` start from a preset of ``training.presets`` (``--preset cpu|paper``,
+``train`` and ``crossval`` start from a preset of ``training.presets`` (``--preset cpu|cuda-small|paper``,
 default by device) and take options that change it; ``--paper`` switches to the paper's plain
 settings. Progress bars go to stderr, results to stdout.
 """
@@ -32,7 +32,7 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int)
     p.add_argument("--workers", type=int, help="data loader worker processes (default 0)")
-    p.add_argument("--preset", help="cpu or paper (training.presets); default: paper with CUDA, else cpu")
+    p.add_argument("--preset", help="cpu, cuda-small or paper (training.presets); default: by device (paper with CUDA and local ImageNet weights, cuda-small with CUDA only, else cpu)")
     p.add_argument("--paper", action="store_true", help="the paper's plain settings: no Dice terms, constant lr, no generic augmentation")
     p.add_argument("--schedule", choices=["constant", "cosine"])
     p.add_argument("--lung-dice", action=argparse.BooleanOptionalAction, default=None, help="add a soft Dice term to the lung loss")
@@ -44,7 +44,7 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-fraction", type=float, help="subject-disjoint part of train used to pick the best epoch")
     p.add_argument(
         "--task-weights",
-        help="weights of the task losses, e.g. health=0.3,diagnosis=0.3 (names: lung, disease, health, diagnosis; default: the preset's, cpu 1,1,0.25,0.25, paper 1 each)",
+        help="weights of the task losses, e.g. health=0.3,diagnosis=0.3 (names: lung, disease, health, diagnosis; default: the preset's, cpu and cuda-small 1,1,0.25,0.25, paper 1 each)",
     )
     p.add_argument(
         "--box-calibration",

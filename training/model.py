@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import logging
 import urllib.error
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -243,6 +244,17 @@ def _init_weights(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, SegNetDecoder):
             nn.init.normal_(m.classifier.weight, 0, 0.01)
+
+
+def imagenet_weights_available() -> bool:
+    """Whether torchvision's ImageNet VGG16-BN weights are in the local torch hub cache (where
+    ``load_imagenet_encoder`` would find them without a download). Looks, never downloads."""
+    try:
+        from torchvision.models import VGG16_BN_Weights
+    except ImportError:  # pragma: no cover - torchvision is a dependency
+        return False
+    filename = VGG16_BN_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
+    return (Path(torch.hub.get_dir()) / "checkpoints" / filename).is_file()
 
 
 def load_imagenet_encoder(model: CMTNet) -> bool:

@@ -13,12 +13,19 @@ from training.config import TrainConfig
 from training.presets import PRESETS, Preset, get_preset, preset_for_device
 
 
-def test_the_cpu_and_paper_presets_exist_with_words_for_the_admin_page() -> None:
-    assert set(PRESETS) == {"cpu", "paper"}
+def test_the_presets_exist_with_words_for_the_admin_page() -> None:
+    assert set(PRESETS) == {"cpu", "cuda-small", "paper"}
     for name, preset in PRESETS.items():
         assert isinstance(preset, Preset) and preset.name == name
         assert preset.title and preset.description
-    assert PRESETS["cpu"].device == "cpu" and PRESETS["paper"].device == "cuda"
+    assert (PRESETS["cpu"].device, PRESETS["cuda-small"].device, PRESETS["paper"].device) == ("cpu", "cuda", "cuda")
+
+
+def test_the_gpu_preset_without_imagenet_weights_is_the_cpu_recipe_on_cuda() -> None:
+    cpu = get_preset("cpu").train_config(export_dir="e", run_dir="r").to_dict()
+    small = get_preset("cuda-small").train_config(export_dir="e", run_dir="r").to_dict()
+    assert small.pop("device") == "cuda" and cpu.pop("device") == "cpu"
+    assert small == cpu
 
 
 def test_the_paper_preset_is_the_papers_configuration() -> None:
@@ -44,23 +51,46 @@ def test_the_cpu_preset_is_the_small_network_and_overrides_replace_fields(tmp_pa
 
 
 def test_an_unknown_preset_name_lists_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="cpu, paper"):
+    with pytest.raises(ValueError, match="cpu, cuda-small, paper"):
         get_preset("fast")
 
 
+@pytest.fixture
+def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty torch hub cache: the place torchvision looks for the ImageNet weights offline."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    return tmp_path / "hub"
+
+
+def imagenet_weights_put(hub: Path) -> None:
+    from torchvision.models import VGG16_BN_Weights
+
+    target = hub / "checkpoints" / VGG16_BN_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(b"weights")
+
+
 @pytest.mark.parametrize(
-    ("device", "expected"),
-    [("cpu", "cpu"), ("cuda", "paper"), ("cuda:1", "paper"), ("CUDA:0", "paper"), ("auto", "paper" if torch.cuda.is_available() else "cpu")],
+    ("device", "weights", "expected"),
+    [
+        ("cpu", False, "cpu"), ("cpu", True, "cpu"),
+        ("cuda", True, "paper"), ("cuda:1", True, "paper"), ("CUDA:0", True, "paper"),
+        ("cuda", False, "cuda-small"), ("cuda:1", False, "cuda-small"),
+    ],
 )
-def test_the_preset_is_chosen_by_device(device: str, expected: str) -> None:
+def test_the_preset_is_chosen_by_device_and_the_imagenet_weights(hub_cache: Path, device: str, weights: bool, expected: str) -> None:
+    if weights:
+        imagenet_weights_put(hub_cache)
     assert preset_for_device(device).name == expected
 
 
-def test_auto_follows_cuda_availability(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert preset_for_device().name == "paper"
+def test_auto_follows_cuda_availability(hub_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert preset_for_device().name == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert preset_for_device().name == "cuda-small"
+    imagenet_weights_put(hub_cache)
+    assert preset_for_device().name == "paper"
 
 
 def test_time_estimates_grow_with_the_export_and_the_gpu_preset_is_faster_per_image() -> None:
@@ -85,4 +115,4 @@ def test_train_uses_the_named_preset_with_command_line_overrides(synthetic_expor
 def test_train_with_an_unknown_preset_is_a_clear_error(synthetic_export: Path, tmp_path: Path, capsys) -> None:
     code = main(["train", "--export", str(synthetic_export), "--run-dir", str(tmp_path / "run"), "--preset", "fast"])
     assert code == 2
-    assert "known presets: cpu, paper" in capsys.readouterr().err
+    assert "known presets: cpu, cuda-small, paper" in capsys.readouterr().err
