@@ -15,7 +15,7 @@ way. A preset builds a ``TrainConfig``; keyword overrides replace any of its fie
   5-fold cross-validation on the sample (lung Dice 0.843 +/- 0.028 against 0.896 +/- 0.018, every
   fold; training/README.md, "The paper preset on a GPU").
 
-Both add what cross-validation on the sample showed every task needs to learn (class balance from the
+All add what cross-validation on the sample showed every task needs to learn (class balance from the
 export's label counts, a Dice term on both masks, checkpoint selection on validation metrics); the
 figures are in training/README.md.
 """
