@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
 from training.config import AugmentConfig, LossConfig, ModelConfig, TrainConfig
@@ -55,14 +56,6 @@ def _small_config(export_dir: str, run_dir: str, *, device: str) -> TrainConfig:
         schedule="cosine",
         device=device,
     )
-
-
-def _cpu_config(export_dir: str, run_dir: str) -> TrainConfig:
-    return _small_config(export_dir, run_dir, device="cpu")
-
-
-def _cuda_small_config(export_dir: str, run_dir: str) -> TrainConfig:
-    return _small_config(export_dir, run_dir, device="cuda")
 
 
 def _paper_config(export_dir: str, run_dir: str) -> TrainConfig:
@@ -133,7 +126,7 @@ PRESETS: dict[str, Preset] = {
             "For machines without a GPU: about 15 minutes for a few hundred images on 2 cores."
         ),
         device="cpu",
-        build=_cpu_config,
+        build=partial(_small_config, device="cpu"),
         seconds_per_sample=0.05,
         setup_seconds=20.0,
     ),
@@ -147,7 +140,7 @@ PRESETS: dict[str, Preset] = {
             "scratch, the paper's full network learned the lungs worse on the sample. About a minute."
         ),
         device="cuda",
-        build=_cuda_small_config,
+        build=partial(_small_config, device="cuda"),
         seconds_per_sample=0.012,
         setup_seconds=10.0,
     ),
