@@ -4,6 +4,7 @@ from its last.pt instead of starting it again."""
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import socket
@@ -27,10 +28,20 @@ LONG = {"epochs": 400, "width": 0.03125, "image_size": 32, "batch_size": 1, "lr"
 SHUTDOWN_SECONDS = 5.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def fixed_port() -> int:
+    """A free port below the kernel's ephemeral range: both starts use it, and between them no
+    outgoing connection (to PostgreSQL, say) can be given it as its local port."""
+    ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    low = int(ephemeral.read_text().split()[0]) if ephemeral.exists() else 32768
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 class LocalRun:
@@ -90,13 +101,24 @@ def test_ctrl_c_stops_every_process_within_seconds_and_the_training_resumes(long
         "LUNGMARK_VAR_DIR": str(var),
         "CELERY_BROKER_URL": "filesystem://",
         "CELERY_BROKER_FOLDER": str(var / "broker"),
-        "PORT": str(free_port()),
+        "PORT": str(fixed_port()),
     })
     log = open(tmp_path / "run.log", "ab")
     runs = []
+
+    def logs(what: str):
+        def describe() -> str:
+            long_run.refresh_from_db()
+            parts = [what, f"make run's output:\n{(tmp_path / 'run.log').read_text()[-3000:]}", f"the run's log:\n{long_run.log[-2000:]}"]
+            for name in ("worker.log", "beat.log"):
+                path = var / "log" / name
+                parts.append(f"{name}:\n{path.read_text(errors='replace')[-3000:] if path.exists() else '(none)'}")
+            return "\n".join(parts)
+        return describe
+
     try:
         runs.append(LocalRun(env, log))
-        wait_for(lambda: epochs_logged(long_run) >= 2, timeout=240, what=f"two epochs\n{(tmp_path / 'run.log').read_text()}")
+        wait_for(lambda: epochs_logged(long_run) >= 2, timeout=240, what=logs("two epochs"))
         before = epochs_logged(long_run)
 
         seconds = runs[-1].interrupt()
@@ -110,7 +132,7 @@ def test_ctrl_c_stops_every_process_within_seconds_and_the_training_resumes(long
         assert stopped_at >= before
 
         runs.append(LocalRun(env, log))
-        wait_for(lambda: epochs_logged(long_run) > stopped_at, timeout=240, what=f"an epoch after the restart\n{(tmp_path / 'run.log').read_text()}")
+        wait_for(lambda: epochs_logged(long_run) > stopped_at, timeout=240, what=logs("an epoch after the restart"))
         long_run.refresh_from_db()
         assert "resumed after the worker stopped" in long_run.log
         after_resume = long_run.log.split("resumed after the worker stopped", 1)[1]

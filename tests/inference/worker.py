@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -55,9 +56,10 @@ def broker_purge(url: str) -> None:
             client.close()
 
 
-def wait_for(condition, *, timeout: float, what: str, worker: Worker | None = None):
+def wait_for(condition, *, timeout: float, what: str | Callable[[], str], worker: Worker | None = None):
     """Poll ``condition`` until it returns something truthy (returned), or fail after ``timeout`` s
-    saying what was awaited (with the end of the worker's log when there is one)."""
+    saying what was awaited (with the end of the worker's log when there is one). ``what`` may be a
+    function, called on failure: logs read then show what happened while waiting."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
@@ -65,7 +67,7 @@ def wait_for(condition, *, timeout: float, what: str, worker: Worker | None = No
             return value
         time.sleep(0.1)
     log = f"\nworker log:\n{worker.log()[-4000:]}" if worker else ""
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}{log}")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}{log}")
 
 
 class Worker:

@@ -37,6 +37,7 @@ from .services import free_port, wait_for_port
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 NGINX_CONF = REPO / "deploy" / "nginx.conf"
 MIB = 1024 * 1024
+GUNICORN_WORKERS = 2
 
 
 def _substitute(text: str, replacements: list[tuple[str, str]]) -> str:
@@ -95,8 +96,16 @@ class Stack:
 
     def start(self) -> "Stack":
         # Production's worker shape (docker-compose.yml), scaled to a small machine.
+        # A hook marks each worker once it has loaded the app: the slow-client check needs both busy.
+        ready = self.root / "ready"
+        ready.mkdir()
+        (self.root / "gunicorn_hooks.py").write_text(
+            "from pathlib import Path\n\n\ndef post_worker_init(worker):\n"
+            f"    Path({str(ready)!r}, str(worker.pid)).touch()\n"
+        )
         gunicorn = [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{self.app_port}",
-                    "--workers", "2", "--threads", "2", "--timeout", "60"]
+                    "--workers", str(GUNICORN_WORKERS), "--threads", "2", "--timeout", "60",
+                    "--config", str(self.root / "gunicorn_hooks.py")]
         with open(self.root / "gunicorn.log", "ab") as log:
             self.processes.append(subprocess.Popen(gunicorn, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         nginx = [shutil.which("nginx"), "-c", str(self.root / "nginx.conf"), "-p", str(self.root)]
@@ -106,6 +115,10 @@ class Stack:
             self.processes.append(subprocess.Popen(nginx, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         for port in (self.app_port, self.http_port, self.https_port):
             wait_for_port(port, timeout=60)
+        deadline = time.monotonic() + 60
+        while len(list(ready.iterdir())) < GUNICORN_WORKERS:
+            assert time.monotonic() < deadline, f"gunicorn's workers did not all start:\n{(self.root / 'gunicorn.log').read_text()[-3000:]}"
+            time.sleep(0.1)
         return self
 
     def stop(self) -> None:
