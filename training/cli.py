@@ -52,6 +52,17 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="fit the box-edge calibration on the training images' annotated boxes at the end (default: on)",
     )
+    p.add_argument(
+        "--lung-box-weight",
+        type=float,
+        help="weight of the term that fits the lung map's extent to each image's two lung boxes (BoxInst projections; default: the preset's)",
+    )
+    p.add_argument(
+        "--filled-box-masks",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="train the lung map on filled-box lung masks pixel by pixel (--no-filled-box-masks: only through the box term)",
+    )
     p.add_argument("--no-verify", action="store_true", help="skip the manifest sha256 check")
 
 
@@ -160,6 +171,12 @@ def _train_config(args: argparse.Namespace) -> Any:
         setattr(config.loss, f"{name}_weight", weight)
     if args.box_calibration is not None:
         config.box_calibration = args.box_calibration
+    if args.lung_box_weight is not None:
+        if not args.lung_box_weight >= 0:
+            raise SystemExit("--lung-box-weight must be a number >= 0")
+        config.loss.lung_box_weight = args.lung_box_weight
+    if args.filled_box_masks is not None:
+        config.loss.filled_boxes_as_mask = args.filled_box_masks
     for key in ("epochs", "batch_size", "lr", "device", "seed", "workers", "schedule", "val_fraction", "nproc"):
         value = getattr(args, key, None)
         if value is not None:

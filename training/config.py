@@ -82,6 +82,15 @@ class LossConfig:
     # Not in the paper: weight the health and diagnosis losses so that each class of each label counts
     # as much as the other over an epoch (weights from the export's label counts, training.data).
     class_balance: bool = False
+    # Not in the paper: learning the lungs from their boxes as boxes (BoxInst's projection term). Per
+    # side, the lung map's largest values along each column and each row must cover what the lung
+    # box covers and nothing more (soft Dice of the two 1-D profiles): the box fixes where the lung
+    # ends, not its shape. Applies to images with two lung boxes in the export's coco.json; 0 is off.
+    lung_box_weight: float = 0.0
+    # A lung mask that is a pair of filled boxes (coco.json ``images[].lung_mask == "boxes"``: the
+    # image had no outline) trains the lung map pixel by pixel as a rectangle when True; when False it
+    # is left to the box term above (the rectangle's corners are ribs and background, not lung).
+    filled_boxes_as_mask: bool = True
 
 
 @dataclass

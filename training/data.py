@@ -114,6 +114,11 @@ class ExportDataset(Dataset):
     ``health`` () long (0 healthy, 1 unhealthy); ``diagnosis`` (2,) float [covid, other];
     switches ``has_lung_mask``, ``has_disease_mask``, ``has_health``, ``has_covid``, ``has_other``
     () float 0/1; ``index`` () long, the position of the record in ``records``.
+
+    With ``lung_boxes`` (``{image_id: {"right": [x0, y0, x1, y1], "left": [...]}}`` in original pixels,
+    ``training.export.annotated_lung_boxes``) each item also has ``lung_boxes`` (2, S, S) float 0/1,
+    the right and left boxes filled and moved with the image, and the switch ``has_lung_boxes``.
+    Images named in ``mask_off`` keep their lung mask out of the mask losses (``has_lung_mask`` 0).
     """
 
     def __init__(
@@ -126,8 +131,12 @@ class ExportDataset(Dataset):
         augment: AugmentConfig | None = None,
         seed: int = 0,
         cache: bool = True,
+        lung_boxes: dict[str, dict[str, list[float]]] | None = None,
+        mask_off: set[str] | frozenset[str] = frozenset(),
     ) -> None:
         self.root = Path(root)
+        self.lung_boxes = lung_boxes
+        self.mask_off = frozenset(mask_off)
         self.records = list(records)
         self.image_size = image_size
         self.in_channels = in_channels
@@ -189,11 +198,16 @@ class ExportDataset(Dataset):
         lung = torch.from_numpy(lung_u8.astype(np.float32)) if lung_u8 is not None else torch.zeros(size, size)
         disease = torch.from_numpy(disease_u8.astype(np.float32)) if disease_u8 is not None else torch.zeros(size, size)
 
-        image, (lung, disease) = apply_affine(image, [lung, disease], variant)
+        masks = [lung, disease]
+        boxes = self.lung_boxes.get(record.image_id) if self.lung_boxes is not None else None
+        if self.lung_boxes is not None:
+            masks += list(box_masks(boxes, record.width, record.height, size))
+        image, masks = apply_affine(image, masks, variant)
         if self.augment is not None and self.augment.generic:
             generator = torch.Generator().manual_seed(_sample_seed(self.seed, self.epoch, index))
-            image, (lung, disease) = apply_affine(image, [lung, disease], random_affine(self.augment, size, generator))
+            image, masks = apply_affine(image, masks, random_affine(self.augment, size, generator))
             image = random_contrast(image, self.augment, generator)
+        lung, disease = masks[:2]
 
         mean = torch.tensor(self.normalization["mean"][: self.in_channels], dtype=torch.float32).view(-1, 1, 1)
         std = torch.tensor(self.normalization["std"][: self.in_channels], dtype=torch.float32).view(-1, 1, 1)
@@ -202,19 +216,50 @@ class ExportDataset(Dataset):
         health, has_health = label_target(record.healthy, positive_is=0)  # index 0 = healthy
         covid, has_covid = label_target(record.covid)
         other, has_other = label_target(record.other_disease)
-        return {
+        item = {
             "image": image.contiguous(),
             "lung_mask": lung,
             "disease_mask": disease,
             "health": torch.tensor(health, dtype=torch.long),
             "diagnosis": torch.tensor([covid, other], dtype=torch.float32),
-            "has_lung_mask": torch.tensor(float(record.has_lung_mask)),
+            "has_lung_mask": torch.tensor(float(record.has_lung_mask and record.image_id not in self.mask_off)),
             "has_disease_mask": torch.tensor(float(record.has_disease_mask)),
             "has_health": torch.tensor(has_health),
             "has_covid": torch.tensor(has_covid),
             "has_other": torch.tensor(has_other),
             "index": torch.tensor(position, dtype=torch.long),
         }
+        if self.lung_boxes is not None:
+            item["lung_boxes"] = torch.stack(masks[2:])
+            # A box moved out of the frame entirely (not with the sample's small shifts) teaches nothing.
+            item["has_lung_boxes"] = torch.tensor(float(boxes is not None and bool(item["lung_boxes"].flatten(1).amax(1).all())))
+        return item
+
+
+def box_masks(boxes: dict[str, list[float]] | None, width: int, height: int, size: int) -> tuple[Tensor, Tensor]:
+    """The right and left lung boxes (original pixels, half-open) filled at model size; zeros without boxes.
+
+    A box keeps every model pixel it covers at least half of, and at least one row and column.
+
+    Shape:
+        -> two (size, size) float tensors in {0, 1}
+    """
+    filled = []
+    for side in ("right", "left"):
+        mask = torch.zeros(size, size)
+        if boxes is not None and side in boxes:
+            x0, y0, x1, y1 = boxes[side]
+            sx, sy = size / width, size / height
+            c0, c1 = _box_span(x0 * sx, x1 * sx, size)
+            r0, r1 = _box_span(y0 * sy, y1 * sy, size)
+            mask[r0:r1, c0:c1] = 1.0
+        filled.append(mask)
+    return filled[0], filled[1]
+
+
+def _box_span(start: float, end: float, size: int) -> tuple[int, int]:
+    first = min(max(int(round(start)), 0), size - 1)
+    return first, min(max(int(round(end)), first + 1), size)
 
 
 def compute_normalization(dataset: ExportDataset) -> Normalization:

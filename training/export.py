@@ -192,15 +192,16 @@ def read_export(root: str | Path) -> Export:
     return Export(root=root, manifest=manifest if isinstance(manifest, dict) else {}, records=records)
 
 
-def annotated_lung_boxes(root: str | Path) -> dict[str, dict[str, list[float]]]:
+def annotated_lung_boxes(root: str | Path, *, with_outline_boxes: bool = False) -> dict[str, dict[str, list[float]]]:
     """The lung boxes people drew or accepted, per image, from the export's coco.json, in original pixels.
 
     ``{image_id: {"right": [x0, y0, x1, y1], "left": [...]}}`` (half-open), for images with both
     boxes; empty when the export has no coco.json. These follow the annotators' convention, which
     differs from the tight boxes of a lung outline (they include the costophrenic angles, for one), so
     boxes that Lungmark computed from an imported outline (``attributes.box_source == "outline"``)
-    are left out: their image is scored by the outline itself. Boxes without the attribute (older
-    exports) count as drawn. Raises ``ExportError`` when coco.json exists but cannot be read.
+    are left out: their image is scored by the outline itself (``with_outline_boxes`` keeps them, for
+    training). Boxes without the attribute (older exports) count as drawn. Raises ``ExportError`` when
+    coco.json exists but cannot be read.
     """
 
     def read(coco: dict) -> dict[str, dict[str, list[float]]]:
@@ -218,7 +219,11 @@ def annotated_lung_boxes(root: str | Path) -> dict[str, dict[str, list[float]]]:
                 from_outline.add(image_id)
             x, y, w, h = (float(v) for v in annotation["bbox"])
             boxes.setdefault(image_id, {})[side] = [x, y, x + w, y + h]
-        return {image_id: sides for image_id, sides in boxes.items() if len(sides) == 2 and image_id not in from_outline}
+        return {
+            image_id: sides
+            for image_id, sides in boxes.items()
+            if len(sides) == 2 and (with_outline_boxes or image_id not in from_outline)
+        }
 
     return _coco_read(root, read)
 

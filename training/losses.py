@@ -52,6 +52,43 @@ def mask_soft_dice(logits: Tensor, target: Tensor, eps: float = 1.0) -> Tensor:
     return 1.0 - (2.0 * intersection + eps) / (prob.sum(dim=1) + t.sum(dim=1) + eps)
 
 
+def _profile_dice(prob: Tensor, target: Tensor, eps: float = 1.0) -> Tensor:
+    """1 - Dice of 1-D profiles with squared terms below, as BoxInst uses it. (N, L) x2 -> (N,)"""
+    return 1.0 - (2.0 * (prob * target).sum(dim=1) + eps) / ((prob**2).sum(dim=1) + (target**2).sum(dim=1) + eps)
+
+
+def lung_box_projection(logits: Tensor, boxes: Tensor) -> Tensor:
+    """How far the lung map's extent is from the two lung boxes, per image (BoxInst's projection term).
+
+    The image is cut between the two boxes (halfway between their facing edges); on each side, the
+    largest lung probability of every column must match whether the box covers that column, and the
+    same for rows (soft Dice of each 1-D profile). Inside the box the map is free to take the lung's
+    shape: only its extent is learnt. Mean of the four terms.
+
+    Shape:
+        logits (N, 2, H, W), boxes (N, 2, H, W) in {0, 1} (right, left; each non-empty) -> (N,)
+    """
+    prob = torch.softmax(logits.float(), dim=1)[:, 1]
+    boxes = boxes.to(prob.dtype)
+    width = prob.shape[-1]
+    cols = torch.arange(width, device=prob.device, dtype=prob.dtype)
+    covered = boxes.amax(dim=2)  # (N, 2, W): columns each box covers
+    first = torch.where(covered > 0, cols, torch.full_like(covered, width)).amin(dim=2)  # (N, 2)
+    last = torch.where(covered > 0, cols, torch.full_like(covered, -1)).amax(dim=2)
+    centre = (first + last) / 2
+    left_box = (centre[:, 0] > centre[:, 1]).long()  # which box is on the image's left (the right lung, in PA)
+    cut = (last.gather(1, left_box[:, None]) + first.gather(1, 1 - left_box[:, None])) / 2  # (N, 1)
+    on_left = (cols[None, :] <= cut).to(prob.dtype)  # (N, W)
+    terms = []
+    for side in range(2):
+        is_left = (left_box == side).to(prob.dtype)[:, None]
+        region = is_left * on_left + (1 - is_left) * (1 - on_left)  # (N, W)
+        part = prob * region[:, None, :]
+        terms.append(_profile_dice(part.amax(dim=1), covered[:, side] * region))
+        terms.append(_profile_dice(part.amax(dim=2), boxes[:, side].amax(dim=2)))
+    return torch.stack(terms, dim=1).mean(dim=1)
+
+
 def health_ce(logits: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
     """Cross-entropy of healthy/unhealthy (eq. 5), optionally with per-class weights.
 
@@ -105,12 +142,15 @@ def task_label_counts(batch: Mapping[str, Tensor]) -> dict[str, int]:
 
     The diagnosis task counts labels, not images: COVID and other disease are switched separately.
     """
-    return {
+    counts = {
         "lung": int(batch["has_lung_mask"].sum()),
         "disease": int(batch["has_disease_mask"].sum()),
         "health": int(batch["has_health"].sum()),
         "diagnosis": int(batch["has_covid"].sum() + batch["has_other"].sum()),
     }
+    if "has_lung_boxes" in batch:
+        counts["lung_boxes"] = int(batch["has_lung_boxes"].sum())
+    return counts
 
 
 def multitask_loss(
@@ -155,6 +195,9 @@ def multitask_loss(
         if config.lung_dice:
             dice = mask_soft_dice(output.lung_logits, batch["lung_mask"].to(device))
             add("lung_dice", config.lung_dice_weight, masked_mean(dice, switch, counts.get("lung")))
+        if config.lung_box_weight and "lung_boxes" in batch:
+            per_image = lung_box_projection(output.lung_logits, batch["lung_boxes"].to(device))
+            add("lung_box", config.lung_box_weight, masked_mean(per_image, batch["has_lung_boxes"].to(device), counts.get("lung_boxes")))
     if output.disease_logits is not None:
         switch = batch["has_disease_mask"].to(device)
         target = batch["disease_mask"].to(device)

@@ -55,7 +55,7 @@ from training.distributed import (
     wrap_model,
 )
 from training.evaluate import checkpoint_box_calibrate, checkpoint_dataset, run_model, summarize, write_metrics
-from training.export import ExportError, annotated_lung_boxes, read_export, verify_export
+from training.export import LUNG_MASK_BOXES, ExportError, annotated_lung_boxes, lung_mask_kinds, read_export, verify_export
 from training.losses import multitask_loss, task_label_counts
 from training.model import CMTNet, build_model
 from training.plots import plot_loss_curves
@@ -193,7 +193,7 @@ def _train(
         partial = None
     model_config = model.config
 
-    def dataset(records, augment):
+    def dataset(records, augment, **supervision):
         return ExportDataset(
             export.root,
             records,
@@ -203,9 +203,17 @@ def _train(
             augment=augment,
             seed=config.seed,
             cache=config.cache_images,
+            **supervision,
         )
 
-    train_set = dataset(train_records, config.augment)
+    # What the lung map learns from besides its masks: every pair of lung boxes, drawn or of an
+    # outline (the box term), and, unless filled boxes still train as masks, nothing pixelwise from them.
+    supervision: dict[str, Any] = {}
+    if config.loss.lung_box_weight and TASK_LUNG in model_config.tasks:
+        supervision["lung_boxes"] = annotated_lung_boxes(export.root, with_outline_boxes=True)
+    if not config.loss.filled_boxes_as_mask:
+        supervision["mask_off"] = {image_id for image_id, kind in lung_mask_kinds(export.root).items() if kind == LUNG_MASK_BOXES}
+    train_set = dataset(train_records, config.augment, **supervision)
     if config.cache_images:
         train_set.preload(progress=config.progress_bar)
     if normalization is None:
@@ -239,6 +247,9 @@ def _train(
         "train_images": len(train_records),
         "train_samples_per_epoch": len(train_set),
         "covid_copies_of": train_set.copied_class,
+        # What the lung map learns from: images with a mask target, and with the box term.
+        "lung_mask_images": sum(r.has_lung_mask and r.image_id not in train_set.mask_off for r in train_records),
+        "lung_box_images": sum(r.image_id in train_set.lung_boxes for r in train_records) if train_set.lung_boxes is not None else 0,
         "class_weights": balance if config.loss.class_balance else None,
         "val_images": len(val_records),
         "test_images": len(export.split("test")),
