@@ -58,6 +58,12 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
         help="weight of the term that fits the lung map's extent to each image's two lung boxes (BoxInst projections; default: the preset's)",
     )
     p.add_argument(
+        "--lung-box-pairwise",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with the box term: outside the boxes is background, similar neighbours inside agree (BoxInst)",
+    )
+    p.add_argument(
         "--filled-box-masks",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -175,6 +181,8 @@ def _train_config(args: argparse.Namespace) -> Any:
         if not args.lung_box_weight >= 0:
             raise SystemExit("--lung-box-weight must be a number >= 0")
         config.loss.lung_box_weight = args.lung_box_weight
+    if args.lung_box_pairwise is not None:
+        config.loss.lung_box_pairwise = args.lung_box_pairwise
     if args.filled_box_masks is not None:
         config.loss.filled_boxes_as_mask = args.filled_box_masks
     for key in ("epochs", "batch_size", "lr", "device", "seed", "workers", "schedule", "val_fraction", "nproc"):

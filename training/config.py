@@ -87,6 +87,9 @@ class LossConfig:
     # box covers and nothing more (soft Dice of the two 1-D profiles): the box fixes where the lung
     # ends, not its shape. Applies to images with two lung boxes in the export's coco.json; 0 is off.
     lung_box_weight: float = 0.0
+    # With the box term: pixels outside both boxes are background, and inside them neighbours of
+    # similar intensity agree (BoxInst's pairwise term), so that boxes alone can teach a lung shape.
+    lung_box_pairwise: bool = False
     # A lung mask that is a pair of filled boxes (coco.json ``images[].lung_mask == "boxes"``: the
     # image had no outline) trains the lung map pixel by pixel as a rectangle when True; when False it
     # is left to the box term above (the rectangle's corners are ribs and background, not lung).

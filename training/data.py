@@ -231,7 +231,7 @@ class ExportDataset(Dataset):
         }
         if self.lung_boxes is not None:
             item["lung_boxes"] = torch.stack(masks[2:])
-            # A box moved out of the frame entirely (not with the sample's small shifts) teaches nothing.
+            # A box moved wholly out of the frame (larger shifts than the defaults') has no extent to teach.
             item["has_lung_boxes"] = torch.tensor(float(boxes is not None and bool(item["lung_boxes"].flatten(1).amax(1).all())))
         return item
 

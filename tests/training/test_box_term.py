@@ -1,4 +1,5 @@
-"""Learning the lungs from their boxes as boxes: the projection term (``training.losses.lung_box_projection``),
+"""Learning the lungs from their boxes as boxes: the projection term (``training.losses.lung_box_projection``)
+and its pairwise part (``lung_box_pairwise``),
 the box masks the dataset moves with each image, filled-box masks kept out of the mask losses, and the
 command-line flags that turn both on."""
 
@@ -18,7 +19,7 @@ from training.cli import main
 from training.config import AugmentConfig
 from training.data import ExportDataset, box_masks, subject_split
 from training.export import annotated_lung_boxes, lung_mask_kinds, read_export
-from training.losses import lung_box_projection
+from training.losses import lung_box_pairwise, lung_box_projection
 
 SIZE = 48
 # Boxes (x0, y0, x1, y1) in model pixels, half-open: the right lung on the image's left.
@@ -88,6 +89,47 @@ def test_fitting_a_map_to_the_term_moves_its_edges_onto_the_boxes_without_fillin
     assert learnt.sum() < 0.8 * rectangles.sum()
 
 
+def dark_lungs() -> torch.Tensor:
+    """A normalised image where the inscribed ellipses are dark and everything else is bright."""
+    return torch.from_numpy(np.where(ellipses(), -1.0, 1.0).astype(np.float32))[None, None].expand(1, 3, SIZE, SIZE)
+
+
+def test_the_pairwise_part_follows_the_image_edges_inside_the_boxes_and_clears_what_lies_outside() -> None:
+    boxes, image = box_tensor(), dark_lungs()
+    rectangles = box_tensor()[0].amax(0).numpy() > 0
+    speckle = (torch.rand(SIZE, SIZE, generator=torch.Generator().manual_seed(0)) > 0.5).numpy() & rectangles
+    spilling = ellipses()
+    spilling[0:4, :] = True  # lung above both boxes
+    costs = {name: lung_box_pairwise(logits_of(mask), image, boxes).item() for name, mask in
+             (("lungs", ellipses()), ("rectangles", rectangles), ("speckle", speckle), ("spilling", spilling))}
+    assert costs["lungs"] < 0.01, costs
+    # The boxes' corners look like the background outside them, so the filled boxes pay for them.
+    assert costs["rectangles"] > 0.2 and costs["speckle"] > 1.0 and costs["spilling"] > 0.2, costs
+
+
+def test_with_the_pairwise_part_filled_boxes_learn_the_lung_shape_the_image_shows() -> None:
+    # Start from the filled boxes (what a box-only image taught before); the terms carve the corners.
+    rectangles = box_tensor()[0].amax(0).numpy() > 0
+    coarse = F.avg_pool2d(logits_of(rectangles, confidence=3.0), 4).clone().requires_grad_(True)
+    boxes, image = box_tensor(), dark_lungs()
+
+    def cost() -> torch.Tensor:
+        logits = F.interpolate(coarse, size=SIZE, mode="bilinear", align_corners=False)
+        return lung_box_projection(logits, boxes) + lung_box_pairwise(logits, image, boxes)
+
+    optimizer = torch.optim.Adam([coarse], lr=0.05)
+    for _ in range(300):
+        optimizer.zero_grad()
+        cost().sum().backward()
+        optimizer.step()
+    logits = F.interpolate(coarse.detach(), size=SIZE, mode="bilinear", align_corners=False)
+    learnt = (torch.softmax(logits, dim=1)[0, 1] > 0.5).numpy()
+    lungs = ellipses()
+    assert 2 * (learnt & lungs).sum() / (learnt.sum() + lungs.sum()) > 0.95
+    found = lung_boxes_from_mask(learnt)
+    assert box_iou(found["right"], list(RIGHT)) > 0.9 and box_iou(found["left"], list(LEFT)) > 0.9, found
+
+
 def test_box_masks_are_the_boxes_at_model_size() -> None:
     right, left = box_masks({"right": [20, 40, 140, 360], "left": [180, 30, 300, 380]}, width=320, height=400, size=32)
     # x scales by 0.1, y by 0.08: rows 3.2-28.8 and columns 2-14 -> rows 3..28, columns 2..13.
@@ -151,9 +193,10 @@ def test_the_flags_reach_the_run_and_it_says_what_the_lungs_learnt_from(export_w
     run = tmp_path / "run"
     args = ["train", "--export", str(export_with_boxes), "--run-dir", str(run), "--width", "0.0625", "--image-size", "32",
             "--batch-size", "4", "--epochs", "1", "--no-verify"]  # coco.json was added after the manifest
-    assert main([*args, "--lung-box-weight", "0.5", "--no-filled-box-masks"]) == 0
+    assert main([*args, "--lung-box-weight", "0.5", "--lung-box-pairwise", "--no-filled-box-masks"]) == 0
     config = json.loads((run / "config.json").read_text())
     assert config["loss"]["lung_box_weight"] == 0.5 and config["loss"]["filled_boxes_as_mask"] is False
+    assert config["loss"]["lung_box_pairwise"] is True
     trained, _ = subject_split(read_export(export_with_boxes).split("train"), config["val_fraction"], config["seed"])
     filled = {image_id for image_id, kind in lung_mask_kinds(export_with_boxes).items() if kind == "boxes"}
     assert filled & {r.image_id for r in trained}  # the test needs a filled-box image among those trained on
