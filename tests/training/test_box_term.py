@@ -1,7 +1,6 @@
 """Learning the lungs from their boxes as boxes: the projection term (``training.losses.lung_box_projection``)
-and its pairwise part (``lung_box_pairwise``),
-the box masks the dataset moves with each image, filled-box masks kept out of the mask losses, and the
-command-line flags that turn both on."""
+and its pairwise part (``lung_box_pairwise``), the box masks the dataset moves with each image,
+filled-box masks kept out of the mask losses, and the command-line flags that turn them on."""
 
 from __future__ import annotations
 
