@@ -175,6 +175,11 @@ def test_a_real_tiny_training_run_reports_progress_and_registers_its_candidate(l
     assert curves.status_code == 200 and curves["Content-Type"] == "image/png"
     assert b"".join(curves.streaming_content).startswith(b"\x89PNG")
     assert client_for(annotator).get(f"/api/training-runs/{run.pk}/artefacts/last.pt").status_code == 404
+    # These images have drawn boxes only: the lungs learnt from them as boxes (the box term), not as
+    # filled rectangles.
+    stored = client_for(annotator).get(f"/api/training-runs/{run.pk}/artefacts/config.json")
+    resolved = json.loads(b"".join(stored.streaming_content))["resolved"]
+    assert resolved["lung_box_images"] > 0 and resolved["lung_mask_images"] == 0, resolved
     # Running the task again (a redelivery) changes nothing.
     again = training_run_execute(training_run_id=run.pk)
     assert (again.status, again.candidate_id) == ("succeeded", run.candidate_id)

@@ -45,6 +45,8 @@ def test_the_cpu_preset_is_the_small_network_and_overrides_replace_fields(tmp_pa
     # Cross-validation chose the classification losses at a quarter weight on the CPU (training/README.md).
     assert (config.loss.lung_weight, config.loss.disease_weight) == (1.0, 1.0)
     assert (config.loss.health_weight, config.loss.diagnosis_weight) == (0.25, 0.25)
+    # ... and the lungs learning from boxes through the box term, never from filled rectangles.
+    assert (config.loss.lung_box_weight, config.loss.lung_box_pairwise, config.loss.filled_boxes_as_mask) == (1.0, True, False)
     assert config.export_dir == str(tmp_path / "export") and config.run_dir == str(tmp_path / "run")
     with pytest.raises(ValueError, match="unknown training setting.*epoch_count"):
         preset.train_config(export_dir="e", run_dir="r", epoch_count=3)
