@@ -52,23 +52,9 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="fit the box-edge calibration on the training images' annotated boxes at the end (default: on)",
     )
-    p.add_argument(
-        "--lung-box-weight",
-        type=float,
-        help="weight of the term that fits the lung map's extent to each image's two lung boxes (BoxInst projections; default: the preset's)",
-    )
-    p.add_argument(
-        "--lung-box-pairwise",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="with the box term: outside the boxes is background, similar neighbours inside agree (BoxInst)",
-    )
-    p.add_argument(
-        "--filled-box-masks",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="train the lung map on filled-box lung masks pixel by pixel (--no-filled-box-masks: only through the box term)",
-    )
+    p.add_argument("--lung-box-weight", type=float, help="weight of the box term: the lung map's extent fitted to each image's two lung boxes (BoxInst; default: the preset's)")
+    p.add_argument("--lung-box-pairwise", action=argparse.BooleanOptionalAction, default=None, help="with the box term: outside the boxes is background, similar neighbours agree")
+    p.add_argument("--filled-box-masks", action=argparse.BooleanOptionalAction, default=None, help="train the lung map on filled-box lung masks pixel by pixel (--no-: only through the box term)")
     p.add_argument("--no-verify", action="store_true", help="skip the manifest sha256 check")
 
 

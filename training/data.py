@@ -198,9 +198,9 @@ class ExportDataset(Dataset):
         lung = torch.from_numpy(lung_u8.astype(np.float32)) if lung_u8 is not None else torch.zeros(size, size)
         disease = torch.from_numpy(disease_u8.astype(np.float32)) if disease_u8 is not None else torch.zeros(size, size)
 
-        masks = [lung, disease]
-        boxes = self.lung_boxes.get(record.image_id) if self.lung_boxes is not None else None
+        masks, boxes = [lung, disease], None
         if self.lung_boxes is not None:
+            boxes = self.lung_boxes.get(record.image_id)
             masks += list(box_masks(boxes, record.width, record.height, size))
         image, masks = apply_affine(image, masks, variant)
         if self.augment is not None and self.augment.generic:
