@@ -55,6 +55,7 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lung-box-weight", type=float, help="weight of the box term: the lung map's extent fitted to each image's two lung boxes (BoxInst; default: the preset's)")
     p.add_argument("--lung-box-pairwise", action=argparse.BooleanOptionalAction, default=None, help="with the box term: outside the boxes is background, similar neighbours agree")
     p.add_argument("--filled-box-masks", action=argparse.BooleanOptionalAction, default=None, help="train the lung map on filled-box lung masks pixel by pixel (--no-: only through the box term)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast while training on CUDA (default: on; ignored on the CPU)")
     p.add_argument("--no-verify", action="store_true", help="skip the manifest sha256 check")
 
 
@@ -75,6 +76,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--out", required=True, help="folder for the fold runs, crossval.json/.md and per_image.csv")
     p.add_argument("--rescore", action="store_true", help="re-fit the box calibration of each fold's best.pt and score it again, without training")
+    p.add_argument("--jobs", type=int, default=1, help="folds trained at once, each in its own process with its share of the cores (default 1)")
     _add_recipe_args(p)
 
     p = sub.add_parser("evaluate", help="score a checkpoint on an export split")
@@ -171,7 +173,7 @@ def _train_config(args: argparse.Namespace) -> Any:
         config.loss.lung_box_pairwise = args.lung_box_pairwise
     if args.filled_box_masks is not None:
         config.loss.filled_boxes_as_mask = args.filled_box_masks
-    for key in ("epochs", "batch_size", "lr", "device", "seed", "workers", "schedule", "val_fraction", "nproc"):
+    for key in ("epochs", "batch_size", "lr", "device", "seed", "workers", "schedule", "val_fraction", "nproc", "amp"):
         value = getattr(args, key, None)
         if value is not None:
             setattr(config, key, value)
@@ -254,12 +256,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_crossval(args: argparse.Namespace) -> int:
-    from training.crossval import crossval, markdown_report
+    from training.crossval import FoldsFailed, crossval, markdown_report
 
     args.run_dir = args.out
     config = _train_config(args)
     config.progress_bar = False  # one bar over the folds; the per-epoch lines go to the log
-    report = crossval(config, folds=args.folds, out_dir=args.out, progress_bar=True, rescore=args.rescore)
+    try:
+        report = crossval(config, folds=args.folds, out_dir=args.out, progress_bar=True, rescore=args.rescore, jobs=args.jobs)
+    except FoldsFailed as exc:  # each fold's traceback is in its log and above
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(markdown_report(report))
     print(f"written to {Path(args.out) / 'crossval.json'}, crossval.md and per_image.csv")
     return 0

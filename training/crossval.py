@@ -17,6 +17,8 @@ by a model that never saw its patient.
   subject, lung Dice, box IoU per side, disease Dice, probabilities, labels).
 
 A fold whose ``fold_<k>/metrics.json`` exists is not retrained, so an interrupted run can be continued.
+``jobs`` (``--jobs``) trains that many folds at once, each in a process of its own with its share of the
+cores (on a GPU, all of them share it); the report is the same as one fold after the other.
 ``rescore`` (``--rescore``) re-fits the box-edge calibration of each fold's ``best.pt`` on its training
 images and scores it again, without training: for a changed metric or a re-exported snapshot of the
 same images and subjects (a fold without ``best.pt`` is trained as usual).
@@ -56,6 +58,11 @@ HEADLINE = (
     "other_disease_auc",
 )
 BOOTSTRAP_RESAMPLES = 2000
+FOLD_ERROR = "error.txt"  # what ended a fold run in its own process, for the parent's message
+
+
+class FoldsFailed(RuntimeError):
+    """One or more folds run in their own processes (``jobs`` > 1) failed; the message names each and its log."""
 
 
 def _rescore(best: Path, view: Path, base: TrainConfig, metrics_path: Path) -> dict[str, Any]:
@@ -221,13 +228,117 @@ def markdown_report(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def crossval(base: TrainConfig, *, folds: int, out_dir: str | Path, progress_bar: bool = False, rescore: bool = False) -> dict[str, Any]:
+def run_fold(base: TrainConfig, view: Path, fold_dir: Path, *, fold: int, folds: int, rescore: bool = False) -> dict[str, Any]:
+    """Train and score one fold on its export ``view`` (or re-score it, or read its saved metrics)."""
+    from training.train import train
+
+    metrics_path = fold_dir / "metrics.json"
+    best = fold_dir / "run" / "best.pt"
+    if rescore and best.is_file():
+        saved = _rescore(best, view, base, metrics_path)
+        log.info("fold %d/%d rescored from %s", fold + 1, folds, best)
+        return saved
+    if metrics_path.is_file():
+        saved = json.loads(metrics_path.read_text(encoding="utf-8"))
+        log.info("fold %d/%d already done (%s)", fold + 1, folds, metrics_path)
+        return saved
+    started = time.monotonic()
+    config = dataclasses.replace(base, export_dir=str(view), run_dir=str(fold_dir / "run"), evaluate_test=False, verify=False)
+    result = train(config)
+    metrics, outputs = score_checkpoint(result.best_checkpoint, view, "test", batch_size=base.batch_size, device=base.device)
+    metrics.pop("covid_roc", None)
+    saved = {"metrics": metrics, "rows": outputs.rows, "seconds": time.monotonic() - started}
+    metrics_path.write_text(json.dumps(saved, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    log.info(
+        "fold %d/%d: lung Dice %s, annotated box IoU %s, disease Dice %s, COVID AUC %s (%.0f s)",
+        fold + 1, folds, _fmt(metrics.get("lung_dice")), _fmt(metrics.get("lung_box_iou_annotated")),
+        _fmt(metrics.get("disease_dice")), _fmt(metrics.get("covid_auc")), saved["seconds"],
+    )
+    return saved
+
+
+def _fold_needs_work(fold_dir: Path, rescore: bool) -> bool:
+    if rescore and (fold_dir / "run" / "best.pt").is_file():
+        return True
+    return not (fold_dir / "metrics.json").is_file()
+
+
+def _fold_process(config: dict[str, Any], view: str, fold_dir: str, fold: int, folds: int, rescore: bool, threads: int, log_level: int) -> None:
+    """Entry point of one fold's process (spawned: no torch or CUDA state inherited from the parent)."""
+    from training.runtime import configure_cpu_threads
+
+    logging.basicConfig(level=log_level, format=f"%(asctime)s fold {fold + 1}/{folds} %(levelname)s %(name)s: %(message)s")
+    configure_cpu_threads(threads)
+    error = Path(fold_dir) / FOLD_ERROR
+    error.unlink(missing_ok=True)
+    try:
+        run_fold(TrainConfig.from_dict(config), Path(view), Path(fold_dir), fold=fold, folds=folds, rescore=rescore)
+    except BaseException as exc:  # the parent names it; the traceback goes to this process's stderr
+        error.write_text(f"{type(exc).__name__}: {exc}", encoding="utf-8")
+        raise
+
+
+def _run_folds_in_parallel(base: TrainConfig, views: dict[int, Path], out: Path, *, jobs: int, rescore: bool, progress_bar: bool) -> None:
+    """Run every fold not yet done, ``jobs`` processes at a time; raise if any of them failed."""
+    import multiprocessing
+
+    from training.runtime import usable_cores
+
+    folds = len(views)
+    todo = [f for f in views if _fold_needs_work(out / f"fold_{f}", rescore)]
+    threads = max(1, usable_cores() // min(jobs, max(1, len(todo))))
+    context = multiprocessing.get_context("spawn")
+    bar = None
+    if progress_bar:
+        from tqdm import tqdm
+
+        bar = tqdm(total=folds, initial=folds - len(todo), desc=f"cross-validation ({jobs} at a time)", unit="fold")
+    running: dict[int, Any] = {}
+    failed: list[int] = []
+    try:
+        while todo or running:
+            while todo and len(running) < jobs:
+                fold = todo.pop(0)
+                args = (base.to_dict(), str(views[fold]), str(out / f"fold_{fold}"), fold, folds, rescore, threads, logging.getLogger().getEffectiveLevel())
+                running[fold] = context.Process(target=_fold_process, args=args, name=f"crossval-fold-{fold}")
+                running[fold].start()
+            for fold, process in list(running.items()):
+                process.join(timeout=0.5)
+                if process.exitcode is None:
+                    continue
+                del running[fold]
+                if process.exitcode != 0:
+                    failed.append(fold)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        for process in running.values():  # interrupted: the folds still training stop too (they resume from scratch next time)
+            process.terminate()
+            process.join()
+        if bar is not None:
+            bar.close()
+    if failed:
+        raise FoldsFailed("cross-validation folds failed: " + "; ".join(_fold_failure(out / f"fold_{f}", f) for f in sorted(failed)))
+
+
+def _fold_failure(fold_dir: Path, fold: int) -> str:
+    error = fold_dir / FOLD_ERROR
+    why = error.read_text(encoding="utf-8") if error.is_file() else "the process died"
+    log_file = fold_dir / "run" / "train.log"
+    return f"fold {fold + 1}: {why}" + (f" (its log: {log_file})" if log_file.is_file() else "")
+
+
+def crossval(
+    base: TrainConfig, *, folds: int, out_dir: str | Path, progress_bar: bool = False, rescore: bool = False, jobs: int = 1,
+) -> dict[str, Any]:
     """Cross-validate ``base`` (its export, recipe and seed) over ``folds`` folds; see the module docstring.
+
+    ``jobs`` > 1 trains that many folds at once, each in its own process with its share of the CPU cores.
 
     Raises ``ExportError`` when the export fails verification, ``ValueError`` for impossible folds.
     """
-    from training.train import train
-
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     export = read_export(base.export_dir)
@@ -237,35 +348,16 @@ def crossval(base: TrainConfig, *, folds: int, out_dir: str | Path, progress_bar
             raise ExportError(f"{export.root}: export verification failed ({len(problems)} problems): {problems[0]}")
     fold_of = subject_folds(export.records, folds, base.seed)
     fold_range: Any = range(folds)
-    if progress_bar:
+    if progress_bar and jobs <= 1:
         from tqdm import tqdm
 
         fold_range = tqdm(fold_range, desc="cross-validation", unit="fold")
+    views = {fold: write_fold_view(export.root, fold_of, fold, out / f"fold_{fold}" / "export") for fold in range(folds)}
+    if jobs > 1:
+        _run_folds_in_parallel(base, views, out, jobs=jobs, rescore=rescore, progress_bar=progress_bar)
     fold_metrics, rows, seconds = [], [], []
     for fold in fold_range:
-        fold_dir = out / f"fold_{fold}"
-        metrics_path = fold_dir / "metrics.json"
-        view = write_fold_view(export.root, fold_of, fold, fold_dir / "export")
-        best = fold_dir / "run" / "best.pt"
-        if rescore and best.is_file():
-            saved = _rescore(best, view, base, metrics_path)
-            log.info("fold %d/%d rescored from %s", fold + 1, folds, best)
-        elif metrics_path.is_file():
-            saved = json.loads(metrics_path.read_text(encoding="utf-8"))
-            log.info("fold %d/%d already done (%s)", fold + 1, folds, metrics_path)
-        else:
-            started = time.monotonic()
-            config = dataclasses.replace(base, export_dir=str(view), run_dir=str(fold_dir / "run"), evaluate_test=False, verify=False)
-            result = train(config)
-            metrics, outputs = score_checkpoint(result.best_checkpoint, view, "test", batch_size=base.batch_size, device=base.device)
-            metrics.pop("covid_roc", None)
-            saved = {"metrics": metrics, "rows": outputs.rows, "seconds": time.monotonic() - started}
-            metrics_path.write_text(json.dumps(saved, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-            log.info(
-                "fold %d/%d: lung Dice %s, annotated box IoU %s, disease Dice %s, COVID AUC %s (%.0f s)",
-                fold + 1, folds, _fmt(metrics.get("lung_dice")), _fmt(metrics.get("lung_box_iou_annotated")),
-                _fmt(metrics.get("disease_dice")), _fmt(metrics.get("covid_auc")), saved["seconds"],
-            )
+        saved = run_fold(base, views[fold], out / f"fold_{fold}", fold=fold, folds=folds, rescore=rescore and jobs <= 1)
         fold_metrics.append(saved["metrics"])
         rows += [{"fold": fold, **row} for row in saved["rows"]]
         seconds.append(saved["seconds"])

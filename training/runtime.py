@@ -28,6 +28,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity), which in a container can be fewer than the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
 def configure_cpu_threads(threads: int | None = None) -> int:
     """Set torch's intra-op threads: ``threads`` if given, else one per usable core.
 
@@ -35,12 +43,7 @@ def configure_cpu_threads(threads: int | None = None) -> int:
     limited workers is often more than the process may use; oversubscription makes convolutions
     slower, not faster. Returns the number in effect.
     """
-    if threads is None:
-        try:
-            threads = len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover - not on Linux
-            threads = os.cpu_count() or 1
-    threads = max(1, int(threads))
+    threads = max(1, int(usable_cores() if threads is None else threads))
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads

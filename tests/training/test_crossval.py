@@ -105,6 +105,31 @@ def test_a_finished_crossval_is_not_retrained(crossval_run: Path, synthetic_expo
     assert {p: p.stat().st_mtime_ns for p in crossval_run.glob("fold_*/run/best.pt")} == before
 
 
+
+def test_folds_run_at_once_in_their_own_processes_give_the_same_report(crossval_run: Path, synthetic_export: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cv"
+    assert main(["crossval", "--export", str(synthetic_export), "--folds", "3", "--out", str(out), "--jobs", "3", *TINY]) == 0
+    parallel, serial = (json.loads((d / "crossval.json").read_text()) for d in (out, crossval_run))
+    assert parallel["fold_of_subject"] == serial["fold_of_subject"]
+    with open(out / "per_image.csv", newline="") as fh:
+        assert sorted(r["image_id"] for r in csv.DictReader(fh)) == sorted(r.image_id for r in read_export(synthetic_export).records)
+    # Same seed, same folds, same recipe: each fold's model scores as the one trained in this process did.
+    for a, b in zip(parallel["fold_metrics"], serial["fold_metrics"]):
+        assert a["n_images"] == b["n_images"]
+        assert a["lung_dice"] == pytest.approx(b["lung_dice"], abs=0.02)
+
+
+def test_a_fold_that_fails_in_its_process_is_named_with_its_error(synthetic_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cv"
+    shutil.copytree(synthetic_export, tmp_path / "export")
+    code = main(["crossval", "--export", str(tmp_path / "export"), "--folds", "3", "--out", str(out), "--jobs", "2", "--device", "cuda:9", *TINY])
+    assert code == 1
+    error = capsys.readouterr().err
+    assert "cross-validation folds failed: fold 1: ValueError: device 'cuda:9' requested but CUDA is not available; fold 2: " in error
+    assert "; fold 3: ValueError" in error
+    assert not (out / "crossval.json").exists()
+
+
 def _with_lung_boxes(export: Path, dest: Path, source: str, kinds: tuple[str, ...] = ()) -> Path:
     """A copy of ``export`` whose coco.json holds each lung mask's boxes, marked ``box_source``, and,
     with ``kinds``, each image's ``lung_mask`` (taken in turn from ``kinds``)."""
