@@ -12,6 +12,7 @@ import torch
 from training.checkpoint import load_checkpoint
 from training.config import ModelConfig, TrainConfig
 from training.export import ExportError
+import training.train as train_module
 from training.train import learning_rate, train
 
 
@@ -61,7 +62,24 @@ def kill_after_epoch(epoch: int):
     return callback
 
 
-def test_resuming_gives_the_same_model_as_an_uninterrupted_run(synthetic_export: Path, tmp_path: Path) -> None:
+
+def test_last_checkpoint_is_refreshed_on_a_clock_and_always_at_the_end(synthetic_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fast epochs do not each pay for writing last.pt and the curves; the finished run has both."""
+    monkeypatch.setattr(train_module, "REFRESH_SECONDS", 3600.0)
+    killed = tiny_config(synthetic_export, tmp_path / "killed", epochs=3, evaluate_test=False)
+    with pytest.raises(Killed):
+        train(killed, progress=kill_after_epoch(2))
+    assert not (tmp_path / "killed" / "last.pt").exists() and not (tmp_path / "killed" / "loss_curves.png").exists()
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert (tmp_path / "killed" / "best.pt").is_file()
+
+    resumed = train(dataclasses.replace(killed, resume=True))  # nothing to resume from: starts again, cleanly
+    assert load_checkpoint(resumed.last_checkpoint)["epoch"] == 3 and (tmp_path / "killed" / "loss_curves.png").is_file()
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+
+
+def test_resuming_gives_the_same_model_as_an_uninterrupted_run(synthetic_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(train_module, "REFRESH_SECONDS", 0.0)  # last.pt after every epoch, as on a slow machine
     straight = train(tiny_config(synthetic_export, tmp_path / "straight", epochs=3, schedule="cosine", evaluate_test=False))
 
     interrupted = tiny_config(synthetic_export, tmp_path / "resumed", epochs=3, schedule="cosine", evaluate_test=False)
