@@ -31,6 +31,8 @@ import dataclasses
 import json
 import logging
 import math
+import signal
+import threading
 import time
 import zlib
 from collections.abc import Sequence
@@ -263,12 +265,27 @@ def _fold_needs_work(fold_dir: Path, rescore: bool) -> bool:
     return not (fold_dir / "metrics.json").is_file()
 
 
+def _exit_with_parent(poll_seconds: float = 1.0) -> None:
+    """End this process soon after its parent is gone (killed outright, so it could not stop its folds)."""
+    import os
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="crossval-parent-watch", daemon=True).start()
+
+
 def _fold_process(config: dict[str, Any], view: str, fold_dir: str, fold: int, folds: int, rescore: bool, threads: int, log_level: int) -> None:
     """Entry point of one fold's process (spawned: no torch or CUDA state inherited from the parent)."""
     from training.runtime import configure_cpu_threads
 
     logging.basicConfig(level=log_level, format=f"%(asctime)s fold {fold + 1}/{folds} %(levelname)s %(name)s: %(message)s")
     configure_cpu_threads(threads)
+    _exit_with_parent()
     error = Path(fold_dir) / FOLD_ERROR
     error.unlink(missing_ok=True)
     try:
@@ -295,6 +312,7 @@ def _run_folds_in_parallel(base: TrainConfig, views: dict[int, Path], out: Path,
         bar = tqdm(total=folds, initial=folds - len(todo), desc=f"cross-validation ({jobs} at a time)", unit="fold")
     running: dict[int, Any] = {}
     failed: list[int] = []
+    previous_sigterm = _sigterm_raises()
     try:
         while todo or running:
             while todo and len(running) < jobs:
@@ -312,13 +330,28 @@ def _run_folds_in_parallel(base: TrainConfig, views: dict[int, Path], out: Path,
                 if bar is not None:
                     bar.update(1)
     finally:
-        for process in running.values():  # interrupted: the folds still training stop too (they resume from scratch next time)
+        for process in running.values():  # interrupted: the folds still training stop too (they start again next time)
             process.terminate()
+        for process in running.values():
             process.join()
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
         if bar is not None:
             bar.close()
     if failed:
         raise FoldsFailed("cross-validation folds failed: " + "; ".join(_fold_failure(out / f"fold_{f}", f) for f in sorted(failed)))
+
+
+def _sigterm_raises() -> Any:
+    """Make SIGTERM raise SystemExit in this (main) thread, so that the fold processes are stopped on
+    the way out; returns the handler to restore (None off the main thread, where nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def _fold_failure(fold_dir: Path, fold: int) -> str:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -128,6 +132,44 @@ def test_a_fold_that_fails_in_its_process_is_named_with_its_error(synthetic_expo
     assert "cross-validation folds failed: fold 1: ValueError: device 'cuda:9' requested but CUDA is not available; fold 2: " in error
     assert "; fold 3: ValueError" in error
     assert not (out / "crossval.json").exists()
+
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")  # a zombie has ended; it only waits to be reaped
+
+
+def _wait(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return condition()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_stopping_a_parallel_crossval_stops_its_fold_processes(signum: int, synthetic_export: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cv"
+    command = [sys.executable, "-m", "training", "crossval", "--export", str(synthetic_export), "--folds", "3", "--out", str(out),
+               "--jobs", "2", *TINY[:-1], "500"]
+    parent = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[2], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        children_file = Path(f"/proc/{parent.pid}/task/{parent.pid}/children")
+        folds_started = lambda: all((out / f"fold_{k}" / "run" / "metrics.jsonl").is_file() for k in (0, 1))  # noqa: E731
+        assert _wait(folds_started, 120), "the two folds never started training"
+        children = [int(pid) for pid in children_file.read_text().split()]
+        assert len(children) >= 2
+        parent.send_signal(signum)
+        parent.wait(timeout=30)
+        assert _wait(lambda: not any(_alive(pid) for pid in children), 15), "fold processes outlived the cross-validation"
+    finally:
+        parent.kill()
+        parent.wait()
 
 
 def _with_lung_boxes(export: Path, dest: Path, source: str, kinds: tuple[str, ...] = ()) -> Path:
