@@ -32,11 +32,10 @@ import json
 import logging
 import math
 import os
-import signal
 import threading
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -267,7 +266,8 @@ def _fold_needs_work(fold_dir: Path, rescore: bool) -> bool:
 
 
 def _exit_with_parent(poll_seconds: float = 1.0) -> None:
-    """End this process soon after its parent is gone (killed outright, so it could not stop its folds)."""
+    """End this process soon after its parent is gone: a cross-validation stopped by a signal (SIGTERM,
+    SIGKILL) does not run its clean-up, and its folds must not train on into the next run's folders."""
     parent = os.getppid()
 
     def watch() -> None:
@@ -311,7 +311,6 @@ def _run_folds_in_parallel(base: TrainConfig, views: dict[int, Path], out: Path,
         bar = tqdm(total=folds, initial=folds - len(todo), desc=f"cross-validation ({jobs} at a time)", unit="fold")
     running: dict[int, Any] = {}
     failed: list[int] = []
-    restore_sigterm = _sigterm_raises()
     try:
         while todo or running:
             while todo and len(running) < jobs:
@@ -333,25 +332,10 @@ def _run_folds_in_parallel(base: TrainConfig, views: dict[int, Path], out: Path,
             process.terminate()
         for process in running.values():
             process.join()
-        restore_sigterm()
         if bar is not None:
             bar.close()
     if failed:
         raise FoldsFailed("cross-validation folds failed: " + "; ".join(_fold_failure(out / f"fold_{f}", f) for f in sorted(failed)))
-
-
-def _sigterm_raises() -> Callable[[], None]:
-    """Make SIGTERM raise SystemExit in this (main) thread, so that the fold processes are stopped on
-    the way out; returns what puts the previous handler back (nothing changes off the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def stop(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, stop)
-    return lambda: signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _fold_failure(fold_dir: Path, fold: int) -> str:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+import training.train as train_module
 from training.checkpoint import load_checkpoint
 from training.config import ModelConfig, TrainConfig
 from training.export import ExportError
-import training.train as train_module
 from training.train import learning_rate, train
 
 
@@ -60,7 +60,6 @@ def kill_after_epoch(epoch: int):
             raise Killed
 
     return callback
-
 
 
 def test_last_checkpoint_is_refreshed_on_a_clock_and_always_at_the_end(synthetic_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
