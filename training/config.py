@@ -103,7 +103,7 @@ class AugmentConfig:
     ``covid_copies`` is the paper's: every image of the rare COVID class appears up to five more times,
     rotated by +10 and -10 degrees and shifted by 10 px in x, y and xy (10 px at 224 px, scaled to the
     model size). The copies go to the minority class of the export (COVID-positive in the paper's data,
-    COVID-negative in a COVID-heavy one), as many as balance it (``training.data.minority_copies``). ``generic`` adds random rotation/shift/scale/contrast to every training sample.
+    COVID-negative in a COVID-heavy one), as many as balance it (``training.data.minority_copies``). ``generic`` adds random rotation/shift/scale/contrast to every training sample, and a left-right mirror to ``flip_probability`` of them.
     """
 
     covid_copies: bool = True
@@ -112,6 +112,9 @@ class AugmentConfig:
     shift_fraction: float = 0.06
     scale_range: float = 0.1
     contrast_range: float = 0.2
+    # With ``generic``: the share of samples mirrored left-right (the two lung boxes swap sides with the
+    # image). 0 keeps the heart where it is in every training image.
+    flip_probability: float = 0.0
 
 
 @dataclass

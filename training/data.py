@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 
 from training.config import AugmentConfig
 from training.export import ExportRecord
-from training.transforms import Affine, apply_affine, covid_variants, random_affine, random_contrast
+from training.transforms import Affine, apply_affine, covid_variants, mirror, random_affine, random_contrast
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +207,8 @@ class ExportDataset(Dataset):
             generator = torch.Generator().manual_seed(_sample_seed(self.seed, self.epoch, index))
             image, masks = apply_affine(image, masks, random_affine(self.augment, size, generator))
             image = random_contrast(image, self.augment, generator)
+            if self.augment.flip_probability > 0 and float(torch.rand((), generator=generator)) < self.augment.flip_probability:
+                image, masks = mirror(image, masks, boxes=(2, 3) if len(masks) == 4 else None)
         lung, disease = masks[:2]
 
         mean = torch.tensor(self.normalization["mean"][: self.in_channels], dtype=torch.float32).view(-1, 1, 1)

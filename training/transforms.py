@@ -111,3 +111,19 @@ def random_contrast(image: Tensor, config: AugmentConfig, generator: torch.Gener
     factor = 1.0 + config.contrast_range * (2.0 * float(torch.rand((), generator=generator)) - 1.0)
     mean = image.mean()
     return ((image - mean) * factor + mean).clamp(0.0, 1.0)
+
+
+def mirror(image: Tensor, masks: list[Tensor], boxes: tuple[int, int] | None = None) -> tuple[Tensor, list[Tensor]]:
+    """Mirror an image and its masks left-right; the masks at ``boxes`` (the right and left lung boxes) swap.
+
+    The patient's right lung is on the image's left, so after the mirror the box that was the right
+    lung's lies where the left lung's belongs.
+
+    Shape:
+        image (C, H, W); each mask (H, W) -> the same shapes.
+    """
+    flipped = [mask.flip(-1) for mask in masks]
+    if boxes is not None:
+        right, left = boxes
+        flipped[right], flipped[left] = flipped[left], flipped[right]
+    return image.flip(-1), flipped

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -192,9 +193,10 @@ def test_the_flags_reach_the_run_and_it_says_what_the_lungs_learnt_from(export_w
     run = tmp_path / "run"
     args = ["train", "--export", str(export_with_boxes), "--run-dir", str(run), "--width", "0.0625", "--image-size", "32",
             "--batch-size", "4", "--epochs", "1", "--no-verify"]  # coco.json was added after the manifest
-    assert main([*args, "--lung-box-weight", "0.5", "--lung-box-pairwise", "--no-filled-box-masks"]) == 0
+    assert main([*args, "--lung-box-weight", "0.5", "--lung-box-pairwise", "--no-filled-box-masks", "--flip-prob", "0.5"]) == 0
     config = json.loads((run / "config.json").read_text())
     assert config["loss"]["lung_box_weight"] == 0.5 and config["loss"]["filled_boxes_as_mask"] is False
+    assert config["augment"]["flip_probability"] == 0.5
     assert config["loss"]["lung_box_pairwise"] is True
     trained, _ = subject_split(read_export(export_with_boxes).split("train"), config["val_fraction"], config["seed"])
     filled = {image_id for image_id, kind in lung_mask_kinds(export_with_boxes).items() if kind == "boxes"}
@@ -206,3 +208,29 @@ def test_the_flags_reach_the_run_and_it_says_what_the_lungs_learnt_from(export_w
 
     with pytest.raises(SystemExit, match="--lung-box-weight"):
         main([*args, "--lung-box-weight", "-1"])
+    with pytest.raises(SystemExit, match="--flip-prob"):
+        main([*args, "--flip-prob", "1.5"])
+
+
+def test_a_mirrored_sample_keeps_each_box_on_its_lung_and_its_lung_inside_the_boxes(export_with_boxes: Path) -> None:
+    records = read_export(export_with_boxes).split("train")
+    boxes = annotated_lung_boxes(export_with_boxes)
+    still = AugmentConfig(covid_copies=False, generic=True, rotation_deg=0.0, shift_fraction=0.0, scale_range=0.0, contrast_range=0.0)
+    plain = ExportDataset(export_with_boxes, records, image_size=64, augment=still, lung_boxes=boxes)
+    flipped = ExportDataset(export_with_boxes, records, image_size=64, augment=replace(still, flip_probability=1.0), lung_boxes=boxes)
+    for i in range(len(plain)):
+        a, b = plain[i], flipped[i]
+        assert torch.equal(b["image"], a["image"].flip(-1))
+        assert torch.equal(b["lung_mask"], a["lung_mask"].flip(-1))
+        # The right lung's box stays on the image's left (the patient's right), now around the mirrored left lung.
+        right, left = b["lung_boxes"]
+        assert torch.equal(right, a["lung_boxes"][1].flip(-1)) and torch.equal(left, a["lung_boxes"][0].flip(-1))
+        columns = torch.arange(64.0)
+        assert (columns * right.amax(0)).sum() / right.amax(0).sum() < 32 < (columns * left.amax(0)).sum() / left.amax(0).sum()
+        lung = b["lung_mask"] > 0
+        if lung.any():
+            assert (b["lung_boxes"].amax(0) > 0)[lung].float().mean() > 0.93
+    # Half the samples, drawn per sample and epoch: some mirrored, some not.
+    half = ExportDataset(export_with_boxes, records, image_size=64, augment=replace(still, flip_probability=0.5), lung_boxes=boxes)
+    mirrored = [torch.equal(half[i]["image"], plain[i]["image"].flip(-1)) and not torch.equal(half[i]["image"], plain[i]["image"]) for i in range(len(plain))]
+    assert any(mirrored) and not all(mirrored)
