@@ -40,6 +40,7 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--class-balance", action=argparse.BooleanOptionalAction, default=None, help="class weights from the label counts")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help="generic rotation/shift/scale/contrast")
     p.add_argument("--flip-prob", type=float, help="with --augment: share of training samples mirrored left-right (default: the preset's)")
+    p.add_argument("--mirror-average", action=argparse.BooleanOptionalAction, default=None, help="outside training, answer with the mean over the image and its left-right mirror (default: the preset's)")
     p.add_argument("--covid-copies", action=argparse.BooleanOptionalAction, default=None, help="the paper's augmented copies of the minority COVID class")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None, help="ImageNet VGG16-BN encoder if available")
     p.add_argument("--val-fraction", type=float, help="subject-disjoint part of train used to pick the best epoch")
@@ -166,6 +167,8 @@ def _train_config(args: argparse.Namespace) -> Any:
         if not 0 <= args.flip_prob <= 1:
             raise SystemExit("--flip-prob must be between 0 and 1")
         config.augment.flip_probability = args.flip_prob
+    if args.mirror_average is not None:
+        config.model.mirror_average = args.mirror_average
     for name, weight in _task_weights(args.task_weights).items():
         setattr(config.loss, f"{name}_weight", weight)
     if args.box_calibration is not None:

@@ -51,6 +51,9 @@ class ModelConfig:
     # Initialise the encoder from torchvision's ImageNet VGG16-BN when the weights are available locally
     # (only meaningful for width 1 and 3 input channels).
     pretrained: bool = True
+    # Outside training, answer with the mean of the image's and its left-right mirror's outputs (the
+    # mirror's maps mirrored back): for networks trained on mirrored images too (``flip_probability``).
+    mirror_average: bool = False
 
     def __post_init__(self) -> None:
         self.tasks = parse_tasks(self.tasks)

@@ -197,6 +197,11 @@ class CMTNet(nn.Module):
         _init_weights(self)
 
     def forward(self, x: Tensor) -> CMTNetOutput:
+        if self.config.mirror_average and not self.training:
+            return _mirror_mean(self._forward(torch.cat([x, x.flip(-1)])), len(x))
+        return self._forward(x)
+
+    def _forward(self, x: Tensor) -> CMTNetOutput:
         features, indices, sizes = self.encoder(x)
         embedding = torch.flatten(F.adaptive_avg_pool2d(features, 1), 1)
         return CMTNetOutput(
@@ -206,6 +211,21 @@ class CMTNet(nn.Module):
             diagnosis_logits=self.diagnosis_head(embedding) if self.diagnosis_head is not None else None,
             embedding=embedding,
         )
+
+
+def _mirror_mean(output: CMTNetOutput, n: int) -> CMTNetOutput:
+    """The first ``n`` images' outputs averaged with those of their mirrors (the last ``n``): logits
+    and embeddings averaged, the mirrors' maps mirrored back first."""
+
+    def mean(value: Tensor | None) -> Tensor | None:
+        if value is None:
+            return None
+        original, mirrored = value[:n], value[n:]
+        if value.dim() == 4:
+            mirrored = mirrored.flip(-1)
+        return (original + mirrored) / 2
+
+    return CMTNetOutput(*(mean(value) for value in output))
 
 
 def predict_proba(output: CMTNetOutput) -> CMTNetProba:

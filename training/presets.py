@@ -46,12 +46,18 @@ CPU_CLASSIFICATION_WEIGHT = 0.25
 # preset on a GPU").
 LUNG_BOX_WEIGHT = 1.0
 
+# The small network answers with the mean over the image and its left-right mirror: by 5-fold
+# cross-validation on the sample, on the same five checkpoints, box IoU against drawn boxes 0.857
+# instead of 0.848 (every fold better), both boxes >= 0.8 on 75% of the images instead of 60%, lung and
+# disease Dice level, for a second forward pass (training/README.md, "Answering with the mirror too").
+MIRROR_AVERAGE = True
+
 
 def _small_config(export_dir: str, run_dir: str, *, device: str) -> TrainConfig:
     return TrainConfig(
         export_dir=export_dir,
         run_dir=run_dir,
-        model=ModelConfig(width=0.25, image_size=128, pretrained=False),
+        model=ModelConfig(width=0.25, image_size=128, pretrained=False, mirror_average=MIRROR_AVERAGE),
         loss=LossConfig(
             lung_dice=True,
             disease_dice=True,
@@ -143,7 +149,7 @@ PRESETS: dict[str, Preset] = {
             "lr 1e-3, a cosine schedule, Dice terms on both masks, the healthy and COVID/other losses at a "
             "quarter of the mask losses' weight, random rotation/shift/scale/contrast and class balancing; "
             "a lung with only its two boxes learns from them as boxes (where the lung ends), not as filled "
-            "rectangles. For machines without a GPU: about 15 minutes for a few hundred images on 2 cores."
+            "rectangles; it answers with the mean over the image and its left-right mirror. For machines without a GPU: about 15 minutes for a few hundred images on 2 cores."
         ),
         device="cpu",
         build=partial(_small_config, device="cpu"),

@@ -193,10 +193,10 @@ def test_the_flags_reach_the_run_and_it_says_what_the_lungs_learnt_from(export_w
     run = tmp_path / "run"
     args = ["train", "--export", str(export_with_boxes), "--run-dir", str(run), "--width", "0.0625", "--image-size", "32",
             "--batch-size", "4", "--epochs", "1", "--no-verify"]  # coco.json was added after the manifest
-    assert main([*args, "--lung-box-weight", "0.5", "--lung-box-pairwise", "--no-filled-box-masks", "--flip-prob", "0.5"]) == 0
+    assert main([*args, "--lung-box-weight", "0.5", "--lung-box-pairwise", "--no-filled-box-masks", "--flip-prob", "0.5", "--no-mirror-average"]) == 0
     config = json.loads((run / "config.json").read_text())
     assert config["loss"]["lung_box_weight"] == 0.5 and config["loss"]["filled_boxes_as_mask"] is False
-    assert config["augment"]["flip_probability"] == 0.5
+    assert config["augment"]["flip_probability"] == 0.5 and config["model"]["mirror_average"] is False
     assert config["loss"]["lung_box_pairwise"] is True
     trained, _ = subject_split(read_export(export_with_boxes).split("train"), config["val_fraction"], config["seed"])
     filled = {image_id for image_id, kind in lung_mask_kinds(export_with_boxes).items() if kind == "boxes"}

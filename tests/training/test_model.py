@@ -185,3 +185,30 @@ def test_narrow_models_do_not_try_to_download(monkeypatch) -> None:
 def test_invalid_model_configs_are_rejected(bad) -> None:
     with pytest.raises(ValueError):
         ModelConfig(**bad)
+
+
+def test_a_mirror_averaging_network_answers_a_mirrored_image_with_mirrored_maps_and_the_same_labels() -> None:
+    torch.manual_seed(0)
+    plain = tiny(width=0.125, image_size=64)
+    with torch.no_grad():
+        plain.train()(torch.randn(4, 3, 64, 64) * 2 + 1)  # non-trivial BN statistics
+    mirrored = CMTNet(ModelConfig(width=0.125, image_size=64, pretrained=False, mirror_average=True))
+    mirrored.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 3, 64, 64)
+    with torch.inference_mode():
+        a, b = mirrored.eval()(x), mirrored(x.flip(-1))
+        single = plain.eval()(x)
+        c, d = plain(x), plain(x.flip(-1))
+    for name in ("lung_logits", "disease_logits"):
+        assert torch.allclose(getattr(b, name), getattr(a, name).flip(-1), atol=1e-5)
+        assert not torch.allclose(getattr(d, name), getattr(c, name).flip(-1), atol=1e-3)  # a plain network is not symmetric
+        assert getattr(a, name).shape == getattr(single, name).shape
+    for name in ("health_logits", "diagnosis_logits", "embedding"):
+        assert torch.allclose(getattr(b, name), getattr(a, name), atol=1e-5)
+        assert torch.allclose(getattr(a, name), (getattr(c, name) + getattr(d, name)) / 2, atol=1e-5)
+    optimized = optimize_for_cpu_inference(mirrored)
+    with torch.inference_mode():
+        assert torch.allclose(optimized(x).lung_logits, a.lung_logits, atol=1e-4, rtol=1e-4)
+    # Training sees each image once, as it is (its mirrors come from the augmentation).
+    plain.load_state_dict(mirrored.state_dict())
+    assert torch.allclose(mirrored.train()(x).lung_logits, plain.train()(x).lung_logits, atol=1e-5)
