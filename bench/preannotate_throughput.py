@@ -9,7 +9,7 @@ run them as forward batches, and the clock stops when the last prediction is sto
 on the CPU (1, 8 and 32 on CUDA).
 
     python bench/preannotate_throughput.py                       # the paper's CMTNet (width 1, 224 px), 20 images
-    python bench/preannotate_throughput.py --width 0.25 --image-size 128 --count 40
+    python bench/preannotate_throughput.py --width 0.25 --image-size 128 --count 40 [--mirror-average]
     python bench/preannotate_throughput.py --workers 1,2 --batch-size 8
 
 Database: ``--database-url`` (or ``BENCH_DATABASE_URL``) names a PostgreSQL server; a throw-away
@@ -49,6 +49,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--width", type=float, default=1.0, help="CMTNet width multiplier (1: the paper's, the configuration bench/model_speed.py times)")
     parser.add_argument("--image-size", type=int, default=224, help="model input side in px (paper: 224)")
+    parser.add_argument("--mirror-average", action="store_true", help="the model answers with the mean over the image and its mirror (as the cpu preset's do)")
     parser.add_argument("--count", type=int, default=20, help="radiographs pre-annotated in each timed batch")
     parser.add_argument("--workers", default="1,2", help="worker process counts to time, comma-separated")
     parser.add_argument("--batch-size", type=int, default=0, help="PREANNOTATE_BATCH_SIZE for the request and the workers (0: by device)")
@@ -286,7 +287,7 @@ def main() -> None:
         from training.model import CMTNet
 
         checkpoint = tmp / f"cmtnet-w{args.width}-{args.image_size}.pt"
-        save_checkpoint(checkpoint, CMTNet(ModelConfig(width=args.width, image_size=args.image_size, pretrained=False)), normalization={"mean": [0.5] * 3, "std": [0.25] * 3})
+        save_checkpoint(checkpoint, CMTNet(ModelConfig(width=args.width, image_size=args.image_size, pretrained=False, mirror_average=args.mirror_average)), normalization={"mean": [0.5] * 3, "std": [0.25] * 3})
         from annotator.models import Radiograph
         from django.core.files.storage import default_storage
         from inference.services import model_version_activate, model_version_register
@@ -336,7 +337,7 @@ def main() -> None:
             "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in load_after],
         },
         "config": {
-            "width": args.width, "image_size": args.image_size, "count": args.count, "broker": args.broker,
+            "width": args.width, "image_size": args.image_size, "mirror_average": args.mirror_average, "count": args.count, "broker": args.broker,
             "batch_size": args.batch_size, "workers": layouts, "threads": args.threads, "pool": args.pool,
             "database": urlsplit(env["DATABASE_URL"]).scheme,
         },
@@ -345,7 +346,7 @@ def main() -> None:
         "pipeline": inproc,
         "end_to_end": runs,
     }
-    print(f"\nCMTNet width {args.width}, {args.image_size} px; {args.count} radiographs (mean {record['mean_megapixels']:.2f} Mpx); "
+    print(f"\nCMTNet width {args.width}, {args.image_size} px{', mirror-averaged' if args.mirror_average else ''}; {args.count} radiographs (mean {record['mean_megapixels']:.2f} Mpx); "
           f"{CPUS} cores; {record['config']['database']} database; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
     print(f"{'path':<58} {'images/s':>9} {'ms/image':>9} {'x bare b1':>9}")
     rows = [(f"bare Predictor, batch {size} ({result['device']})", result["images_per_s"]) for size, result in bare.items()]
