@@ -52,7 +52,8 @@ class ModelConfig:
     # (only meaningful for width 1 and 3 input channels).
     pretrained: bool = True
     # Outside training, answer with the mean of the image's and its left-right mirror's outputs (the
-    # mirror's maps mirrored back): for networks trained on mirrored images too (``flip_probability``).
+    # mirror's maps mirrored back), one batch of both: a second forward pass for steadier lung boxes
+    # (the small presets; training/README.md, "Answering with the mirror too").
     mirror_average: bool = False
 
     def __post_init__(self) -> None:
