@@ -208,7 +208,7 @@ class ExportDataset(Dataset):
             image, masks = apply_affine(image, masks, random_affine(self.augment, size, generator))
             image = random_contrast(image, self.augment, generator)
             if self.augment.flip_probability > 0 and float(torch.rand((), generator=generator)) < self.augment.flip_probability:
-                image, masks = mirror(image, masks, boxes=(2, 3) if len(masks) == 4 else None)
+                image, masks = mirror(image, masks, boxes=(2, 3) if self.lung_boxes is not None else None)
         lung, disease = masks[:2]
 
         mean = torch.tensor(self.normalization["mean"][: self.in_channels], dtype=torch.float32).view(-1, 1, 1)
