@@ -71,6 +71,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", required=True, help="where config, metrics, plots and checkpoints go")
     p.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt with its saved config")
     p.add_argument("--nproc", help="processes sharing the run with DDP: N, or auto (one per CUDA device); default 1")
+    p.add_argument("--pseudo-lungs", metavar="CHECKPOINT", help="a trained model whose lung maps teach the training images that have neither outline nor boxes (self-training)")
     _add_recipe_args(p)
 
     p = sub.add_parser("crossval", help="k-fold subject-disjoint cross-validation of a recipe over a whole export")
@@ -79,6 +80,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the fold runs, crossval.json/.md and per_image.csv")
     p.add_argument("--rescore", action="store_true", help="re-fit the box calibration of each fold's best.pt and score it again, without training")
     p.add_argument("--jobs", type=int, default=1, help="folds trained at once, each in its own process with its share of the cores (default 1)")
+    p.add_argument("--teachers", help="an earlier crossval --out of the same export and folds: each fold's unlabelled training images learn the lung masks of its model of that fold (self-training)")
     _add_recipe_args(p)
 
     p = sub.add_parser("evaluate", help="score a checkpoint on an export split")
@@ -181,6 +183,10 @@ def _train_config(args: argparse.Namespace) -> Any:
         config.loss.lung_box_pairwise = args.lung_box_pairwise
     if args.filled_box_masks is not None:
         config.loss.filled_boxes_as_mask = args.filled_box_masks
+    if getattr(args, "pseudo_lungs", None):
+        if not Path(args.pseudo_lungs).is_file():
+            raise SystemExit(f"--pseudo-lungs: no checkpoint at {args.pseudo_lungs}")
+        config.pseudo_lungs = args.pseudo_lungs
     for key in ("epochs", "batch_size", "lr", "device", "seed", "workers", "schedule", "val_fraction", "nproc", "amp"):
         value = getattr(args, key, None)
         if value is not None:
@@ -270,7 +276,9 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     config = _train_config(args)
     config.progress_bar = False  # one bar over the folds; the per-epoch lines go to the log
     try:
-        report = crossval(config, folds=args.folds, out_dir=args.out, progress_bar=True, rescore=args.rescore, jobs=args.jobs)
+        report = crossval(
+            config, folds=args.folds, out_dir=args.out, progress_bar=True, rescore=args.rescore, jobs=args.jobs, teachers=args.teachers
+        )
     except FoldsFailed as exc:  # each fold's traceback is in its log and above
         print(f"error: {exc}", file=sys.stderr)
         return 1

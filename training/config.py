@@ -149,6 +149,9 @@ class TrainConfig:
     evaluate_test: bool = True  # score the best checkpoint on the test split at the end
     # Fit the box-edge calibration (training.boxes) on the training images' annotated boxes at the end.
     box_calibration: bool = True
+    # A trained checkpoint whose lung maps become the lung masks of the training images that have
+    # neither an outline nor boxes (self-training, training.pseudo); None: those images teach no lungs.
+    pseudo_lungs: str | None = None
     amp: bool = True  # mixed precision autocast on CUDA (ignored on the CPU)
     # Processes of one run (training.distributed): one per GPU with DDP, or a few on the CPU; "auto" is
     # every CUDA device of the machine (1 without CUDA). batch_size stays the global batch.

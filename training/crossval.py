@@ -21,7 +21,9 @@ A fold whose ``fold_<k>/metrics.json`` exists is not retrained, so an interrupte
 cores (on a GPU, all of them share it); the report is the same as one fold after the other.
 ``rescore`` (``--rescore``) re-fits the box-edge calibration of each fold's ``best.pt`` on its training
 images and scores it again, without training: for a changed metric or a re-exported snapshot of the
-same images and subjects (a fold without ``best.pt`` is trained as usual).
+same images and subjects (a fold without ``best.pt`` is trained as usual). ``teachers`` (``--teachers``)
+names an earlier cross-validation of the same folds whose fold models give lung masks to each fold's
+training images that have neither an outline nor boxes (self-training, ``training.pseudo``).
 """
 
 from __future__ import annotations
@@ -294,7 +296,7 @@ def _fold_process(config: dict[str, Any], view: str, fold_dir: str, fold: int, f
         raise
 
 
-def _run_folds_in_parallel(base: TrainConfig, views: dict[int, Path], out: Path, *, jobs: int, rescore: bool, progress_bar: bool) -> None:
+def _run_folds_in_parallel(bases: dict[int, TrainConfig], views: dict[int, Path], out: Path, *, jobs: int, rescore: bool, progress_bar: bool) -> None:
     """Run every fold not yet done, ``jobs`` processes at a time; raise if any of them failed."""
     import multiprocessing
 
@@ -315,7 +317,7 @@ def _run_folds_in_parallel(base: TrainConfig, views: dict[int, Path], out: Path,
         while todo or running:
             while todo and len(running) < jobs:
                 fold = todo.pop(0)
-                args = (base.to_dict(), str(views[fold]), str(out / f"fold_{fold}"), fold, folds, rescore, threads, logging.getLogger().getEffectiveLevel())
+                args = (bases[fold].to_dict(), str(views[fold]), str(out / f"fold_{fold}"), fold, folds, rescore, threads, logging.getLogger().getEffectiveLevel())
                 running[fold] = context.Process(target=_fold_process, args=args, name=f"crossval-fold-{fold}")
                 running[fold].start()
             for fold, process in list(running.items()):
@@ -345,12 +347,36 @@ def _fold_failure(fold_dir: Path, fold: int) -> str:
     return f"fold {fold + 1}: {why}" + (f" (its log: {log_file})" if log_file.is_file() else "")
 
 
+def teacher_checkpoints(teachers: str | Path, fold_of: dict[str, int], folds: int) -> dict[int, str]:
+    """Each fold's teacher (``<teachers>/fold_<k>/run/best.pt``) of an earlier cross-validation of the same folds.
+
+    The teacher of fold k never saw fold k's patients only if the earlier run split the subjects the
+    same way: its ``crossval.json`` must hold the same fold of every subject, or this raises ``ValueError``.
+    """
+    root = Path(teachers)
+    report = root / "crossval.json"
+    if not report.is_file():
+        raise ValueError(f"{root} is not a finished cross-validation (no crossval.json)")
+    earlier = json.loads(report.read_text(encoding="utf-8")).get("fold_of_subject")
+    if earlier != {subject: fold for subject, fold in fold_of.items()}:
+        raise ValueError(f"{root} split the subjects into other folds: its models would have seen the test patients")
+    checkpoints = {fold: root / f"fold_{fold}" / "run" / "best.pt" for fold in range(folds)}
+    missing = [str(path) for path in checkpoints.values() if not path.is_file()]
+    if missing:
+        raise ValueError(f"teacher checkpoints missing: {', '.join(missing)}")
+    return {fold: str(path) for fold, path in checkpoints.items()}
+
+
 def crossval(
     base: TrainConfig, *, folds: int, out_dir: str | Path, progress_bar: bool = False, rescore: bool = False, jobs: int = 1,
+    teachers: str | Path | None = None,
 ) -> dict[str, Any]:
     """Cross-validate ``base`` (its export, recipe and seed) over ``folds`` folds; see the module docstring.
 
     ``jobs`` > 1 trains that many folds at once, each in its own process with its share of the CPU cores.
+    ``teachers`` (an earlier cross-validation's folder, same export and folds) self-trains: each fold's
+    unlabelled training images get the lung masks of that run's model of the same fold
+    (``TrainConfig.pseudo_lungs``, ``teacher_checkpoints``).
 
     Raises ``ExportError`` when the export fails verification, ``ValueError`` for impossible folds.
     """
@@ -370,11 +396,14 @@ def crossval(
 
         fold_range = tqdm(fold_range, desc="cross-validation", unit="fold")
     views = {fold: write_fold_view(export.root, fold_of, fold, out / f"fold_{fold}" / "export") for fold in range(folds)}
+    bases = {fold: base for fold in range(folds)}
+    if teachers is not None:
+        bases = {fold: dataclasses.replace(base, pseudo_lungs=path) for fold, path in teacher_checkpoints(teachers, fold_of, folds).items()}
     if jobs > 1:
-        _run_folds_in_parallel(base, views, out, jobs=jobs, rescore=rescore, progress_bar=progress_bar)
+        _run_folds_in_parallel(bases, views, out, jobs=jobs, rescore=rescore, progress_bar=progress_bar)
     fold_metrics, rows, seconds = [], [], []
     for fold in fold_range:
-        saved = run_fold(base, views[fold], out / f"fold_{fold}", fold=fold, folds=folds, rescore=rescore and jobs <= 1)
+        saved = run_fold(bases[fold], views[fold], out / f"fold_{fold}", fold=fold, folds=folds, rescore=rescore and jobs <= 1)
         fold_metrics.append(saved["metrics"])
         rows += [{"fold": fold, **row} for row in saved["rows"]]
         seconds.append(saved["seconds"])
@@ -384,6 +413,7 @@ def crossval(
         "n_images": len(export.records),
         "export": export.identity,
         "config": base.to_dict(),
+        "teachers": str(teachers) if teachers is not None else None,
         "device": base.device,
         "seconds_per_fold": float(np.mean(seconds)) if seconds else 0.0,
         "fold_of_subject": fold_of,

@@ -119,6 +119,8 @@ class ExportDataset(Dataset):
     ``training.export.annotated_lung_boxes``) each item also has ``lung_boxes`` (2, S, S) float 0/1,
     the right and left boxes filled and moved with the image, and the switch ``has_lung_boxes``.
     Images named in ``mask_off`` keep their lung mask out of the mask losses (``has_lung_mask`` 0).
+    ``pseudo_lungs`` (``{image_id: (S, S) uint8 0/1}``, ``training.pseudo``) gives images without a lung
+    mask a model's one, which trains like a drawn mask.
     """
 
     def __init__(
@@ -133,8 +135,10 @@ class ExportDataset(Dataset):
         cache: bool = True,
         lung_boxes: dict[str, dict[str, list[float]]] | None = None,
         mask_off: set[str] | frozenset[str] = frozenset(),
+        pseudo_lungs: dict[str, np.ndarray] | None = None,
     ) -> None:
         self.root = Path(root)
+        self.pseudo_lungs = dict(pseudo_lungs or {})
         self.lung_boxes = lung_boxes
         self.mask_off = frozenset(mask_off)
         self.records = list(records)
@@ -156,6 +160,12 @@ class ExportDataset(Dataset):
             if self.copied_class is not None and record.covid == self.copied_class:
                 self.items += [(i, v) for v in variants]
 
+    def has_lung_target(self, record: ExportRecord) -> bool:
+        """Whether the record's lung map learns pixelwise: its own mask (unless kept out) or a model's."""
+        if record.has_lung_mask:
+            return record.image_id not in self.mask_off
+        return record.image_id in self.pseudo_lungs
+
     def __len__(self) -> int:
         return len(self.items)
 
@@ -170,6 +180,8 @@ class ExportDataset(Dataset):
         record = self.records[position]
         image = resize_image(load_gray(record.image_path(self.root)), self.image_size)
         lung = resize_mask(load_gray(record.lung_mask_path(self.root)), self.image_size) if record.has_lung_mask else None
+        if lung is None and record.image_id in self.pseudo_lungs:
+            lung = self.pseudo_lungs[record.image_id]
         disease = (
             resize_mask(load_gray(record.disease_mask_path(self.root)), self.image_size) if record.has_disease_mask else None
         )
@@ -224,7 +236,7 @@ class ExportDataset(Dataset):
             "disease_mask": disease,
             "health": torch.tensor(health, dtype=torch.long),
             "diagnosis": torch.tensor([covid, other], dtype=torch.float32),
-            "has_lung_mask": torch.tensor(float(record.has_lung_mask and record.image_id not in self.mask_off)),
+            "has_lung_mask": torch.tensor(float(self.has_lung_target(record))),
             "has_disease_mask": torch.tensor(float(record.has_disease_mask)),
             "has_health": torch.tensor(has_health),
             "has_covid": torch.tensor(has_covid),

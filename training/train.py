@@ -220,6 +220,13 @@ def _train(
         supervision["lung_boxes"] = annotated_lung_boxes(export.root, with_outline_boxes=True)
     if not config.loss.filled_boxes_as_mask:
         supervision["mask_off"] = {image_id for image_id, kind in lung_mask_kinds(export.root).items() if kind == LUNG_MASK_BOXES}
+    if config.pseudo_lungs and TASK_LUNG in model_config.tasks:
+        from training.pseudo import pseudo_lung_candidates, pseudo_lung_masks
+
+        candidates = pseudo_lung_candidates(train_records, annotated_lung_boxes(export.root, with_outline_boxes=True))
+        supervision["pseudo_lungs"] = pseudo_lung_masks(
+            config.pseudo_lungs, export.root, candidates, model_config.image_size, device=str(device), progress=config.progress_bar
+        )
     train_set = dataset(train_records, config.augment, **supervision)
     if config.cache_images:
         train_set.preload(progress=config.progress_bar)
@@ -255,7 +262,9 @@ def _train(
         "train_samples_per_epoch": len(train_set),
         "covid_copies_of": train_set.copied_class,
         # What the lung map learns from: images with a mask target, and with the box term.
-        "lung_mask_images": sum(r.has_lung_mask and r.image_id not in train_set.mask_off for r in train_records),
+        "lung_mask_images": sum(train_set.has_lung_target(r) for r in train_records),
+        # Of which lung masks a teacher model gave (config.pseudo_lungs).
+        "pseudo_lung_images": len(train_set.pseudo_lungs),
         "lung_box_images": sum(r.image_id in train_set.lung_boxes for r in train_records) if train_set.lung_boxes is not None else 0,
         "class_weights": balance if config.loss.class_balance else None,
         "val_images": len(val_records),
