@@ -80,6 +80,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the fold runs, crossval.json/.md and per_image.csv")
     p.add_argument("--rescore", action="store_true", help="re-fit the box calibration of each fold's best.pt and score it again, without training")
     p.add_argument("--jobs", type=int, default=1, help="folds trained at once, each in its own process with its share of the cores (default 1)")
+    p.add_argument("--fold-seed", type=int, help="seed of the subject folds (default: --seed): repeat a recipe with another --seed on the same folds")
     p.add_argument("--teachers", help="an earlier crossval --out of the same export and folds: each fold's unlabelled training images learn the lung masks of its model of that fold (self-training)")
     _add_recipe_args(p)
 
@@ -277,7 +278,8 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     config.progress_bar = False  # one bar over the folds; the per-epoch lines go to the log
     try:
         report = crossval(
-            config, folds=args.folds, out_dir=args.out, progress_bar=True, rescore=args.rescore, jobs=args.jobs, teachers=args.teachers
+            config, folds=args.folds, out_dir=args.out, progress_bar=True, rescore=args.rescore, jobs=args.jobs, teachers=args.teachers,
+            fold_seed=args.fold_seed,
         )
     except FoldsFailed as exc:  # each fold's traceback is in its log and above
         print(f"error: {exc}", file=sys.stderr)

@@ -369,11 +369,13 @@ def teacher_checkpoints(teachers: str | Path, fold_of: dict[str, int], folds: in
 
 def crossval(
     base: TrainConfig, *, folds: int, out_dir: str | Path, progress_bar: bool = False, rescore: bool = False, jobs: int = 1,
-    teachers: str | Path | None = None,
+    teachers: str | Path | None = None, fold_seed: int | None = None,
 ) -> dict[str, Any]:
     """Cross-validate ``base`` (its export, recipe and seed) over ``folds`` folds; see the module docstring.
 
     ``jobs`` > 1 trains that many folds at once, each in its own process with its share of the CPU cores.
+    ``fold_seed`` (default: the recipe's seed) fixes the folds apart from the training seed, so one
+    recipe can be repeated with other seeds on the same folds (the noise between identical recipes).
     ``teachers`` (an earlier cross-validation's folder, same export and folds) self-trains: each fold's
     unlabelled training images get the lung masks of that run's model of the same fold
     (``TrainConfig.pseudo_lungs``, ``teacher_checkpoints``).
@@ -389,7 +391,7 @@ def crossval(
         problems = verify_export(export.root)
         if problems:
             raise ExportError(f"{export.root}: export verification failed ({len(problems)} problems): {problems[0]}")
-    fold_of = subject_folds(export.records, folds, base.seed)
+    fold_of = subject_folds(export.records, folds, base.seed if fold_seed is None else fold_seed)
     fold_range: Any = range(folds)
     if progress_bar and jobs <= 1:
         from tqdm import tqdm
@@ -414,6 +416,7 @@ def crossval(
         "export": export.identity,
         "config": base.to_dict(),
         "teachers": str(teachers) if teachers is not None else None,
+        "fold_seed": base.seed if fold_seed is None else fold_seed,
         "device": base.device,
         "seconds_per_fold": float(np.mean(seconds)) if seconds else 0.0,
         "fold_of_subject": fold_of,

@@ -123,6 +123,19 @@ def test_folds_run_at_once_in_their_own_processes_give_the_same_report(crossval_
         assert a["lung_dice"] == pytest.approx(b["lung_dice"], abs=0.02)
 
 
+def test_another_training_seed_can_repeat_a_recipe_on_the_same_folds(crossval_run: Path, synthetic_export: Path, tmp_path: Path) -> None:
+    serial = json.loads((crossval_run / "crossval.json").read_text())
+    other_folds = tmp_path / "seed1"
+    assert main(["crossval", "--export", str(synthetic_export), "--folds", "3", "--out", str(other_folds), "--seed", "1", *TINY]) == 0
+    same_folds = tmp_path / "seed1-folds0"
+    assert main(["crossval", "--export", str(synthetic_export), "--folds", "3", "--out", str(same_folds), "--seed", "1", "--fold-seed", "0", *TINY]) == 0
+    moved = json.loads((other_folds / "crossval.json").read_text())
+    repeated = json.loads((same_folds / "crossval.json").read_text())
+    assert moved["fold_of_subject"] != serial["fold_of_subject"]  # the seed moves the folds by default
+    assert repeated["fold_of_subject"] == serial["fold_of_subject"] and repeated["fold_seed"] == 0
+    assert repeated["config"]["seed"] == 1
+
+
 def test_a_fold_that_fails_in_its_process_is_named_with_its_error(synthetic_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cv"
     shutil.copytree(synthetic_export, tmp_path / "export")
