@@ -1,11 +1,13 @@
 """Lung masks for the training images nobody outlined, from an earlier model (self-training).
 
 Of an export's training images, some have a lung outline, some only the two drawn boxes, and some
-neither (labels only). ``pseudo_lung_masks`` lets a trained checkpoint (the "teacher": the active
-model, or an earlier fold's model in cross-validation) answer for the last kind: its lung map,
+neither (labels only). ``pseudo_lung_masks`` lets a trained checkpoint (the "teacher"; in
+cross-validation the earlier run's model of the same fold) answer for the last kind: its lung map,
 thresholded at 0.5, becomes their lung mask at the student's input size. An image whose map does
 not give two lung boxes by the one lung-box rule (``training.boxes``) is left out: a map that finds
 one lung or none is a poor target. Images with an outline or with boxes keep what people drew.
+Cross-validation on the sample found no gain from it (training/README.md, "Learning from the images
+nobody outlined"): no preset uses it.
 """
 
 from __future__ import annotations
