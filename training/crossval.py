@@ -358,7 +358,7 @@ def teacher_checkpoints(teachers: str | Path, fold_of: dict[str, int], folds: in
     if not report.is_file():
         raise ValueError(f"{root} is not a finished cross-validation (no crossval.json)")
     earlier = json.loads(report.read_text(encoding="utf-8")).get("fold_of_subject")
-    if earlier != {subject: fold for subject, fold in fold_of.items()}:
+    if earlier != fold_of:
         raise ValueError(f"{root} split the subjects into other folds: its models would have seen the test patients")
     checkpoints = {fold: root / f"fold_{fold}" / "run" / "best.pt" for fold in range(folds)}
     missing = [str(path) for path in checkpoints.values() if not path.is_file()]
@@ -391,7 +391,8 @@ def crossval(
         problems = verify_export(export.root)
         if problems:
             raise ExportError(f"{export.root}: export verification failed ({len(problems)} problems): {problems[0]}")
-    fold_of = subject_folds(export.records, folds, base.seed if fold_seed is None else fold_seed)
+    fold_seed = base.seed if fold_seed is None else fold_seed
+    fold_of = subject_folds(export.records, folds, fold_seed)
     fold_range: Any = range(folds)
     if progress_bar and jobs <= 1:
         from tqdm import tqdm
@@ -416,7 +417,7 @@ def crossval(
         "export": export.identity,
         "config": base.to_dict(),
         "teachers": str(teachers) if teachers is not None else None,
-        "fold_seed": base.seed if fold_seed is None else fold_seed,
+        "fold_seed": fold_seed,
         "device": base.device,
         "seconds_per_fold": float(np.mean(seconds)) if seconds else 0.0,
         "fold_of_subject": fold_of,

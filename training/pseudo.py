@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from training.boxes import lung_boxes_from_mask
+from training.config import TASK_LUNG
 from training.data import load_gray, resize_mask
 from training.export import ExportRecord
 
@@ -54,6 +55,8 @@ def pseudo_lung_masks(
         return {}
     # The running process's thread count stays as it is (a fold of crossval --jobs has its share).
     predictor = Predictor(teacher, device=device, threads=torch.get_num_threads())
+    if TASK_LUNG not in predictor.config.tasks:
+        raise ValueError(f"{teacher} has no lung decoder to answer for unlabelled images")
     root = Path(export_root)
     masks: dict[str, np.ndarray] = {}
     items: Sequence[ExportRecord] = records
@@ -62,10 +65,7 @@ def pseudo_lung_masks(
 
         items = tqdm(records, desc="teacher lung masks", unit="img", leave=False)
     for record in items:
-        lung = predictor.predict(load_gray(record.image_path(root))).lung
-        if lung is None:
-            raise ValueError(f"{teacher} has no lung decoder to answer for unlabelled images")
-        binary = lung >= PSEUDO_THRESHOLD
+        binary = predictor.predict(load_gray(record.image_path(root))).lung >= PSEUDO_THRESHOLD
         boxes = lung_boxes_from_mask(binary)
         if boxes["right"] is None or boxes["left"] is None:
             continue

@@ -216,14 +216,15 @@ def _train(
     # What the lung map learns from besides its masks: every pair of lung boxes, drawn or of an
     # outline (the box term), and, unless filled boxes still train as masks, nothing pixelwise from them.
     supervision: dict[str, Any] = {}
+    lung_boxes = annotated_lung_boxes(export.root, with_outline_boxes=True)
     if config.loss.lung_box_weight and TASK_LUNG in model_config.tasks:
-        supervision["lung_boxes"] = annotated_lung_boxes(export.root, with_outline_boxes=True)
+        supervision["lung_boxes"] = lung_boxes
     if not config.loss.filled_boxes_as_mask:
         supervision["mask_off"] = {image_id for image_id, kind in lung_mask_kinds(export.root).items() if kind == LUNG_MASK_BOXES}
     if config.pseudo_lungs and TASK_LUNG in model_config.tasks:
         from training.pseudo import pseudo_lung_candidates, pseudo_lung_masks
 
-        candidates = pseudo_lung_candidates(train_records, annotated_lung_boxes(export.root, with_outline_boxes=True))
+        candidates = pseudo_lung_candidates(train_records, lung_boxes)
         supervision["pseudo_lungs"] = pseudo_lung_masks(
             config.pseudo_lungs, export.root, candidates, model_config.image_size, device=str(device), progress=config.progress_bar
         )

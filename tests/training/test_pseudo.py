@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from tests.training.sample_export import build_synthetic_export
 from training.cli import main
 from training.config import ModelConfig, TrainConfig
 from training.data import ExportDataset, resize_mask
@@ -34,24 +35,14 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def teacher(make_synthetic_export_module) -> tuple[Path, Path]:
+def teacher(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A tiny lung network trained long enough to find the synthetic lungs, and its 30-image export."""
-    export = make_synthetic_export_module(n_images=30, test_every=5)
+    export = build_synthetic_export(tmp_path_factory.mktemp("pseudo") / "export", n_images=30, test_every=5)
     config = TrainConfig(
         export_dir=str(export), run_dir=str(export.parent / "teacher"), epochs=12, batch_size=4, lr=3e-3,
         model=ModelConfig(width=0.125, image_size=SIZE, pretrained=False, tasks=(1,)),
     )
     return export, train(config).best_checkpoint
-
-
-@pytest.fixture(scope="module")
-def make_synthetic_export_module(tmp_path_factory: pytest.TempPathFactory):
-    from tests.training.sample_export import build_synthetic_export
-
-    def make(**kwargs) -> Path:
-        return build_synthetic_export(tmp_path_factory.mktemp("pseudo") / "export", **kwargs)
-
-    return make
 
 
 def test_images_without_outline_or_boxes_get_the_teachers_lungs(teacher: tuple[Path, Path]) -> None:
@@ -90,7 +81,7 @@ def test_a_pseudo_masked_image_trains_its_lung_map_like_an_outlined_one(teacher:
             assert torch.equal(after["lung_mask"], before["lung_mask"])
 
 
-def test_training_with_a_teacher_counts_its_masks_and_rejects_a_missing_one(teacher: tuple[Path, Path], tmp_path: Path, capsys) -> None:
+def test_training_with_a_teacher_counts_its_masks_and_rejects_a_missing_one(teacher: tuple[Path, Path], tmp_path: Path) -> None:
     export_dir, checkpoint = teacher
     run = tmp_path / "student"
     args = ["train", "--export", str(export_dir), "--run-dir", str(run), "--width", "0.0625", "--image-size", str(SIZE),
