@@ -31,6 +31,7 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", help="comma-separated subset of 1 (lung), 2 (disease), 3 (healthy), 4 (covid/other)")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int)
+    p.add_argument("--weight-average", type=float, metavar="DECAY", help="validate and keep a moving average of the weights with this decay per step, e.g. 0.99 (default: the preset's; 0 keeps the weights)")
     p.add_argument("--workers", type=int, help="data loader worker processes (default 0)")
     p.add_argument("--preset", help="cpu, cuda-small or paper (training.presets); default: by device (paper with CUDA and local ImageNet weights, cuda-small with CUDA only, else cpu)")
     p.add_argument("--paper", action="store_true", help="the paper's plain settings: no Dice terms, constant lr, no generic augmentation")
@@ -41,6 +42,7 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help="generic rotation/shift/scale/contrast")
     p.add_argument("--flip-prob", type=float, help="with --augment: share of training samples mirrored left-right (default: the preset's)")
     p.add_argument("--mirror-average", action=argparse.BooleanOptionalAction, default=None, help="outside training, answer with the mean over the image and its left-right mirror (default: the preset's)")
+    p.add_argument("--test-sizes", help="outside training, also answer at these input sides (multiples of 32, e.g. 96,160) and average; 'none' for one size (default: the preset's)")
     p.add_argument("--covid-copies", action=argparse.BooleanOptionalAction, default=None, help="the paper's augmented copies of the minority COVID class")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None, help="ImageNet VGG16-BN encoder if available")
     p.add_argument("--val-fraction", type=float, help="subject-disjoint part of train used to pick the best epoch")
@@ -172,6 +174,8 @@ def _train_config(args: argparse.Namespace) -> Any:
         config.augment.flip_probability = args.flip_prob
     if args.mirror_average is not None:
         config.model.mirror_average = args.mirror_average
+    if args.test_sizes is not None:
+        config.model.test_sizes = _test_sizes(args.test_sizes)
     for name, weight in _task_weights(args.task_weights).items():
         setattr(config.loss, f"{name}_weight", weight)
     if args.box_calibration is not None:
@@ -188,7 +192,7 @@ def _train_config(args: argparse.Namespace) -> Any:
         if not Path(args.pseudo_lungs).is_file():
             raise SystemExit(f"--pseudo-lungs: no checkpoint at {args.pseudo_lungs}")
         config.pseudo_lungs = args.pseudo_lungs
-    for key in ("epochs", "batch_size", "lr", "device", "seed", "workers", "schedule", "val_fraction", "nproc", "amp"):
+    for key in ("epochs", "batch_size", "lr", "device", "seed", "workers", "schedule", "val_fraction", "nproc", "amp", "weight_average"):
         value = getattr(args, key, None)
         if value is not None:
             setattr(config, key, value)
@@ -216,6 +220,16 @@ def _task_weights(value: str | None) -> dict[str, float]:
         if not weights[name] >= 0:
             raise SystemExit(f"--task-weights: {name} must be a number >= 0")
     return weights
+
+
+def _test_sizes(value: str) -> tuple[int, ...]:
+    """``"96,160"`` -> ``(96, 160)``; ``"none"`` -> ``()``; a clear error otherwise (the sizes are checked by ModelConfig)."""
+    if value.strip().lower() == "none":
+        return ()
+    try:
+        return tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise SystemExit(f"--test-sizes: {value!r} is not a comma-separated list of sides in pixels, e.g. 96,160") from None
 
 
 TASK_WEIGHT_NAMES = ("lung", "disease", "health", "diagnosis")

@@ -55,6 +55,10 @@ class ModelConfig:
     # mirror's maps mirrored back), one batch of both: a second forward pass for steadier lung boxes
     # (the small presets; training/README.md, "Answering with the mirror too").
     mirror_average: bool = False
+    # Outside training, answer also at these input sides (multiples of 32, at ``image_size`` scale) and
+    # average: the image resized to each, its maps resized back, logits and embeddings averaged with
+    # those at ``image_size`` (each side mirrored too with ``mirror_average``). Empty: one size.
+    test_sizes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         self.tasks = parse_tasks(self.tasks)
@@ -65,6 +69,10 @@ class ModelConfig:
             raise ValueError(f"image_size must be a positive multiple of {IMAGE_SIZE_MULTIPLE}, got {self.image_size}")
         if self.in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels}")
+        self.test_sizes = tuple(sorted({int(s) for s in self.test_sizes} - {self.image_size}))  # type: ignore[assignment]
+        odd = [s for s in self.test_sizes if s <= 0 or s % IMAGE_SIZE_MULTIPLE]
+        if odd:
+            raise ValueError(f"test_sizes must be positive multiples of {IMAGE_SIZE_MULTIPLE}, got {odd}")
 
 
 @dataclass
@@ -152,6 +160,9 @@ class TrainConfig:
     # A trained checkpoint whose lung maps become the lung masks of the training images that have
     # neither an outline nor boxes (self-training, training.pseudo); None: those images teach no lungs.
     pseudo_lungs: str | None = None
+    # Validate and keep an exponential moving average of the weights (and BatchNorm statistics) with
+    # this decay per step instead of the weights themselves; 0 keeps the weights. Training is unchanged.
+    weight_average: float = 0.0
     amp: bool = True  # mixed precision autocast on CUDA (ignored on the CPU)
     # Processes of one run (training.distributed): one per GPU with DDP, or a few on the CPU; "auto" is
     # every CUDA device of the machine (1 without CUDA). batch_size stays the global batch.
@@ -169,6 +180,8 @@ class TrainConfig:
             raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be at least 1")
+        if not 0.0 <= self.weight_average < 1.0:
+            raise ValueError(f"weight_average must be in [0, 1), got {self.weight_average}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.nproc != "auto":

@@ -197,7 +197,22 @@ class CMTNet(nn.Module):
         _init_weights(self)
 
     def forward(self, x: Tensor) -> CMTNetOutput:
-        if self.config.mirror_average and not self.training:
+        if self.training:
+            return self._forward(x)
+        answer = self._answer(x)
+        if not self.config.test_sizes:
+            return answer
+        height, width = x.shape[-2:]
+        answers = [answer]
+        for side in self.config.test_sizes:
+            # The sides are given at image_size; another input size is scaled alike.
+            size = (height * side // self.config.image_size, width * side // self.config.image_size)
+            resized = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            answers.append(_maps_resized(self._answer(resized), (height, width)))
+        return CMTNetOutput(*(None if values[0] is None else torch.stack(values).mean(0) for values in zip(*answers)))
+
+    def _answer(self, x: Tensor) -> CMTNetOutput:
+        if self.config.mirror_average:
             return _mirror_mean(self._forward(torch.cat([x, x.flip(-1)])), len(x))
         return self._forward(x)
 
@@ -226,6 +241,16 @@ def _mirror_mean(output: CMTNetOutput, n: int) -> CMTNetOutput:
         return (original + mirrored) / 2
 
     return CMTNetOutput(*(mean(value) for value in output))
+
+
+def _maps_resized(output: CMTNetOutput, size: tuple[int, int]) -> CMTNetOutput:
+    """The output with its maps' logits resized (bilinear) to ``size``; the rest as it is."""
+    return CMTNetOutput(
+        *(
+            F.interpolate(value, size=size, mode="bilinear", align_corners=False) if value is not None and value.dim() == 4 else value
+            for value in output
+        )
+    )
 
 
 def predict_proba(output: CMTNetOutput) -> CMTNetProba:

@@ -3,7 +3,8 @@
 The run directory receives ``config.json`` (the TrainConfig plus resolved values such as the learning
 rate and normalisation), ``metrics.jsonl`` (one row per epoch), ``loss_curves.png``, ``train.log``,
 ``last.pt`` (with optimizer state, for ``resume``; refreshed every ``REFRESH_SECONDS``, after the last
-epoch and on a stop), ``best.pt`` (the best epoch on validation metrics) and, at the
+epoch and on a stop), ``best.pt`` (the best epoch on validation metrics; with ``weight_average``, the
+moving average of the weights is what is validated and kept there, last.pt keeps both) and, at the
 end, ``test_metrics.json`` + ``roc.png`` from scoring ``best.pt`` on the export's test split (the same
 metrics are stored inside ``best.pt``, the checkpoint to register and serve).
 
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from training.checkpoint import load_checkpoint, save_checkpoint, write_checkpoint
@@ -252,6 +254,9 @@ def _train(
     optimizer = torch.optim.Adam(model.parameters(), lr=base_lr, weight_decay=config.weight_decay)
     if resume_from is not None:
         optimizer.load_state_dict(resume_from["optimizer_state"])
+    # ``kept`` is what is validated and saved as best.pt: the weights, or their moving average.
+    averaged = _weight_average(model, config.weight_average, resume_from)
+    kept = averaged.module if averaged is not None else model
 
     resolved = {
         "lr": base_lr,
@@ -296,6 +301,7 @@ def _train(
             "base_lr": base_lr,
             "pretrained_loaded": pretrained_loaded,
             "partial_epoch": partial_epoch,
+            "averaged": {k: v.detach().cpu().clone() for k, v in averaged.state_dict().items()} if averaged is not None else None,
         }
 
     refreshed = time.monotonic()
@@ -306,7 +312,10 @@ def _train(
             group["lr"] = lr
         sums = EpochSums.from_dict(partial) if partial else EpochSums()
         partial = None
-        steps = _train_epoch(net, train_set, optimizer, config, device, ranks, epoch, lr, progress, should_stop, sums, balance)
+        steps = _train_epoch(
+            net, train_set, optimizer, config, device, ranks, epoch, lr, progress, should_stop, sums, balance,
+            after_step=(lambda: averaged.update_parameters(model)) if averaged is not None else None,
+        )
         if sums.stopped and not ranks.is_main:
             return TrainResult(run_dir=run_dir, best_checkpoint=best_path, last_checkpoint=last_path, metrics={}, stopped=True)
         if sums.stopped:
@@ -330,7 +339,7 @@ def _train(
         if len(val_set):
             val = summarize(
                 run_model(
-                    model, val_set, device=device, batch_size=config.batch_size, loss_config=config.loss, amp=config.amp, annotated_boxes=annotated
+                    kept, val_set, device=device, batch_size=config.batch_size, loss_config=config.loss, amp=config.amp, annotated_boxes=annotated
                 )
             )
             row["val_loss"] = val.get("loss")
@@ -346,7 +355,7 @@ def _train(
         _write_history(run_dir / "metrics.jsonl", history)
 
         if improved:
-            save_checkpoint(best_path, model, epoch=epoch + 1, **checkpoint_common)
+            save_checkpoint(best_path, kept, epoch=epoch + 1, **checkpoint_common)
         if epoch + 1 == config.epochs or time.monotonic() - refreshed >= REFRESH_SECONDS:
             plot_loss_curves(history, run_dir / "loss_curves.png")
             save_checkpoint(
@@ -483,6 +492,7 @@ def _train_epoch(
     should_stop: StopCheck | None,
     sums: EpochSums,
     balance: dict[str, list[float]],
+    after_step: Callable[[], None] | None = None,
 ) -> int:
     """One pass over the shuffled training samples, from step ``sums.steps`` on; returns the epoch's
     number of steps. ``sums`` collects the losses; ``sums.stopped`` is set when ``should_stop`` said so.
@@ -532,6 +542,8 @@ def _train_epoch(
         # so scaling by the number of ranks makes the average their sum, the one-process gradient.
         (loss.total * ranks.world_size if ranks.distributed else loss.total).backward()
         optimizer.step()
+        if after_step is not None:
+            after_step()
 
         sums.add(sum_parts(loss.parts, device) if ranks.distributed else loss.parts, samples)
         running = sums.loss_sum / sums.seen
@@ -542,6 +554,20 @@ def _train_epoch(
     if show_bar:
         iterator.close()
     return total_steps
+
+
+def _weight_average(model: torch.nn.Module, decay: float, resume_from: dict[str, Any] | None) -> AveragedModel | None:
+    """The moving average of ``model``'s weights and BatchNorm statistics (``decay`` per step; None when
+    0), continued from last.pt's when resuming. Its first update copies the weights."""
+    if not decay:
+        return None
+    averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    stored = (resume_from or {}).get("resume_state", {}).get("averaged")
+    if stored is not None:
+        averaged.load_state_dict(stored)
+    elif resume_from is not None:
+        log.info("last.pt holds no weight average; the average starts from its weights")
+    return averaged
 
 
 def _check_same_architecture(requested: dict[str, Any], stored: dict[str, Any]) -> None:

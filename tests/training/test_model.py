@@ -8,6 +8,7 @@ import urllib.error
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from training.config import ModelConfig
@@ -181,7 +182,9 @@ def test_narrow_models_do_not_try_to_download(monkeypatch) -> None:
     assert loaded is False
 
 
-@pytest.mark.parametrize("bad", [dict(image_size=100), dict(width=0), dict(in_channels=2), dict(tasks=(5,)), dict(tasks=())])
+@pytest.mark.parametrize(
+    "bad", [dict(image_size=100), dict(width=0), dict(in_channels=2), dict(tasks=(5,)), dict(tasks=()), dict(test_sizes=(48,)), dict(test_sizes=(0,))]
+)
 def test_invalid_model_configs_are_rejected(bad) -> None:
     with pytest.raises(ValueError):
         ModelConfig(**bad)
@@ -212,3 +215,31 @@ def test_a_mirror_averaging_network_answers_a_mirrored_image_with_mirrored_maps_
     # Training sees each image once, as it is (its mirrors come from the augmentation).
     plain.load_state_dict(mirrored.state_dict())
     assert torch.allclose(mirrored.train()(x).lung_logits, plain.train()(x).lung_logits, atol=1e-5)
+
+
+def test_a_network_answering_at_several_sizes_averages_the_answers_resized_back() -> None:
+    torch.manual_seed(0)
+    plain = tiny(width=0.125, image_size=64)
+    with torch.no_grad():
+        plain.train()(torch.randn(4, 3, 64, 64) * 2 + 1)  # non-trivial BN statistics
+    sized = CMTNet(ModelConfig(width=0.125, image_size=64, pretrained=False, mirror_average=True, test_sizes=(96, 32, 64)))
+    assert sized.config.test_sizes == (32, 96)  # sorted, the model's own size dropped
+    sized.load_state_dict(plain.state_dict())
+    mirrored = CMTNet(ModelConfig(width=0.125, image_size=64, pretrained=False, mirror_average=True))
+    mirrored.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 3, 64, 64)
+    with torch.inference_mode():
+        answer = sized.eval()(x)
+        each = [mirrored.eval()(F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)) for s in (64, 32, 96)]
+    for name in ("lung_logits", "disease_logits"):
+        maps = [F.interpolate(getattr(o, name), size=(64, 64), mode="bilinear", align_corners=False) for o in each]
+        assert getattr(answer, name).shape == (2, 2, 64, 64)
+        assert torch.allclose(getattr(answer, name), torch.stack(maps).mean(0), atol=1e-5)
+        assert (getattr(answer, name) - maps[0]).abs().max() > 1e-4, name  # the other sizes count
+    for name in ("health_logits", "diagnosis_logits", "embedding"):
+        assert torch.allclose(getattr(answer, name), torch.stack([getattr(o, name) for o in each]).mean(0), atol=1e-5)
+    # An input of another size is answered at the same relative scales, at its own size.
+    with torch.inference_mode():
+        assert sized(torch.rand(1, 3, 128, 128)).lung_logits.shape == (1, 2, 128, 128)
+    # Training sees each image once, at its size.
+    assert torch.allclose(sized.train()(x).lung_logits, plain.train()(x).lung_logits, atol=1e-5)

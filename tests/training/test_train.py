@@ -204,3 +204,38 @@ def test_a_covid_auc_from_a_handful_of_validation_images_does_not_choose_the_epo
 
     enough = {"val_covid_positives": MIN_SELECTION_CLASS_IMAGES, "val_covid_negatives": MIN_SELECTION_CLASS_IMAGES}
     assert selection_score({**epoch_5, **enough}, ALL_TASKS) > selection_score({**epoch_19, **enough}, ALL_TASKS)
+
+
+def test_a_weight_average_is_validated_and_kept_while_training_runs_as_before_and_resumes_exactly(synthetic_export: Path, tmp_path: Path) -> None:
+    # No validation images: every epoch is "best", so best.pt holds what is kept after the last step.
+    settings = dict(epochs=2, batch_size=2, val_fraction=0.0, evaluate_test=False)
+    plain = train(tiny_config(synthetic_export, tmp_path / "plain", **settings))
+    counter = StepCounter()
+    averaged = train(tiny_config(synthetic_export, tmp_path / "averaged", weight_average=0.5, **settings), progress=counter.progress)
+    assert json.loads((tmp_path / "averaged" / "config.json").read_text())["weight_average"] == 0.5
+
+    # The optimiser's weights are those of a run without the average: training is unchanged.
+    raw, plain_raw = load_checkpoint(averaged.last_checkpoint)["state_dict"], load_checkpoint(plain.last_checkpoint)["state_dict"]
+    for key in raw:
+        assert torch.allclose(raw[key].float(), plain_raw[key].float(), atol=1e-6), key
+    # best.pt holds the average, not the last weights; without the average it holds the last weights.
+    kept, plain_kept = load_checkpoint(averaged.best_checkpoint)["state_dict"], load_checkpoint(plain.best_checkpoint)["state_dict"]
+    assert all(torch.equal(plain_kept[key], plain_raw[key]) for key in plain_raw)
+    moved = [key for key in raw if raw[key].is_floating_point() and not torch.allclose(kept[key], raw[key], atol=1e-6)]
+    assert any(key.endswith("weight") for key in moved) and any(key.endswith("running_mean") for key in moved)
+    # ... an average that follows the training: nearer the last weights than those one epoch earlier are.
+    first = load_checkpoint(train(tiny_config(synthetic_export, tmp_path / "first", **{**settings, "epochs": 1})).last_checkpoint)["state_dict"]
+
+    def distance(a: dict, b: dict) -> float:
+        return sum(float((a[key].float() - b[key].float()).norm()) for key in a if key.endswith("weight"))
+
+    assert counter.steps_per_epoch >= 5 and distance(kept, raw) < 0.5 * distance(first, raw)
+
+    # A stop in the middle of the second epoch keeps the average in last.pt; resuming continues it exactly.
+    stopped = tiny_config(synthetic_export, tmp_path / "stopped", weight_average=0.5, **settings)
+    stop = StepCounter(stop_after=counter.steps_per_epoch + 1)
+    assert train(stopped, progress=stop.progress, should_stop=stop.should_stop).stopped
+    resumed = train(dataclasses.replace(stopped, resume=True))
+    resumed_kept = load_checkpoint(resumed.best_checkpoint)["state_dict"]
+    for key in kept:
+        assert torch.allclose(resumed_kept[key].float(), kept[key].float(), atol=1e-6), key
