@@ -52,6 +52,13 @@ LUNG_BOX_WEIGHT = 1.0
 # disease Dice level, for a second forward pass (training/README.md, "Answering with the mirror too").
 MIRROR_AVERAGE = True
 
+# The small network keeps a moving average of its weights (decay 0.99 per step, about 4 epochs of the
+# sample), validated and saved instead of the weights themselves: by 5-fold cross-validation on the
+# sample, on the same training trajectory (same seed, same folds), lung Dice 0.903 instead of 0.896
+# and box IoU against drawn boxes 0.852 instead of 0.840 (no fold worse), at no measurable cost
+# (training/README.md, "Answering at three sizes, a moving average of the weights, ...").
+WEIGHT_AVERAGE = 0.99
+
 
 def _small_config(export_dir: str, run_dir: str, *, device: str) -> TrainConfig:
     return TrainConfig(
@@ -74,6 +81,7 @@ def _small_config(export_dir: str, run_dir: str, *, device: str) -> TrainConfig:
         lr=1e-3,
         schedule="cosine",
         device=device,
+        weight_average=WEIGHT_AVERAGE,
         # fp32 on CUDA too: with bf16 autocast the same folds on an H200 gave 0.837 box IoU instead of
         # 0.847 (4 of 5 folds worse) at the same speed; the small network gains nothing from it.
         amp=False,
@@ -149,7 +157,7 @@ PRESETS: dict[str, Preset] = {
             "lr 1e-3, a cosine schedule, Dice terms on both masks, the healthy and COVID/other losses at a "
             "quarter of the mask losses' weight, random rotation/shift/scale/contrast and class balancing; "
             "a lung with only its two boxes learns from them as boxes (where the lung ends), not as filled "
-            "rectangles; it answers with the mean over the image and its left-right mirror. For machines without a GPU: about 15 minutes for a few hundred images on 2 cores."
+            "rectangles; a moving average of the weights is kept, and it answers with the mean over the image and its left-right mirror. For machines without a GPU: about 15 minutes for a few hundred images on 2 cores."
         ),
         device="cpu",
         build=partial(_small_config, device="cpu"),
@@ -162,7 +170,7 @@ PRESETS: dict[str, Preset] = {
         description=(
             "The CPU preset's recipe on a CUDA GPU: the small CMTNet at 128x128 px from scratch, lr 1e-3 "
             "with a cosine schedule, Dice terms, the classification losses at a quarter weight, class "
-            "balancing and lungs learnt from their boxes as boxes. The default on a GPU when the ImageNet VGG16-BN weights are not available: from "
+            "balancing, lungs learnt from their boxes as boxes and a moving average of the weights. The default on a GPU when the ImageNet VGG16-BN weights are not available: from "
             "scratch, the paper's full network learned the lungs worse on the sample. About a minute."
         ),
         device="cuda",

@@ -255,7 +255,8 @@ def _train(
     if resume_from is not None:
         optimizer.load_state_dict(resume_from["optimizer_state"])
     # ``kept`` is what is validated and saved as best.pt: the weights, or their moving average.
-    averaged = _weight_average(model, config.weight_average, resume_from)
+    decay = average_decay(config.weight_average, config.epochs * math.ceil(len(train_set) / config.batch_size))
+    averaged = _weight_average(model, decay, resume_from)
     kept = averaged.module if averaged is not None else model
 
     resolved = {
@@ -273,6 +274,7 @@ def _train(
         "pseudo_lung_images": len(train_set.pseudo_lungs),
         "lung_box_images": sum(r.image_id in train_set.lung_boxes for r in train_records) if train_set.lung_boxes is not None else 0,
         "class_weights": balance if config.loss.class_balance else None,
+        "weight_average_decay": decay if config.weight_average else None,
         "val_images": len(val_records),
         "test_images": len(export.split("test")),
         "export": export.identity,
@@ -554,6 +556,20 @@ def _train_epoch(
     if show_bar:
         iterator.close()
     return total_steps
+
+
+# A moving average of the weights spans at most this share of a run's steps: a short run (a small
+# export, a test) averages over its last steps instead of keeping weights from its first ones.
+AVERAGE_SPAN = 1 / 6
+
+
+def average_decay(decay: float, total_steps: int) -> float:
+    """The per-step decay of the weight average of a run of ``total_steps``: ``decay`` (the sample's
+    runs, 600-700 steps, keep 0.99), lowered so that the average spans (1 / (1 - decay) steps) at
+    most ``AVERAGE_SPAN`` of the run; 0 averages nothing."""
+    if not decay:
+        return 0.0
+    return min(decay, max(0.0, 1.0 - 1.0 / (AVERAGE_SPAN * max(1, total_steps))))
 
 
 def _weight_average(model: torch.nn.Module, decay: float, resume_from: dict[str, Any] | None) -> AveragedModel | None:

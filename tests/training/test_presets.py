@@ -36,6 +36,7 @@ def test_the_paper_preset_is_the_papers_configuration() -> None:
     assert (config.loss.health_weight, config.loss.diagnosis_weight) == (1.0, 1.0)  # eq. 8: equal weights
     assert config.lr is None  # 5e-5 with the ImageNet encoder (training.train.PAPER_LR)
     assert config.model.mirror_average is False  # the paper's single pass (the mirror was measured on the small network only)
+    assert config.weight_average == 0  # the paper's weights as trained (the average was measured on the small network only)
     # Drawn lung boxes teach where the lungs end through the box term, not as filled rectangles.
     assert (config.loss.lung_box_weight, config.loss.lung_box_pairwise, config.loss.filled_boxes_as_mask) == (1.0, True, False)
 
@@ -52,6 +53,7 @@ def test_the_cpu_preset_is_the_small_network_and_overrides_replace_fields(tmp_pa
     # ... and the lungs learning from boxes through the box term, never from filled rectangles.
     assert (config.loss.lung_box_weight, config.loss.lung_box_pairwise, config.loss.filled_boxes_as_mask) == (1.0, True, False)
     assert config.model.mirror_average is True  # answers with the mean over the image and its mirror
+    assert config.weight_average == 0.99  # keeps a moving average of its weights
     assert config.export_dir == str(tmp_path / "export") and config.run_dir == str(tmp_path / "run")
     with pytest.raises(ValueError, match="unknown training setting.*epoch_count"):
         preset.train_config(export_dir="e", run_dir="r", epoch_count=3)

@@ -212,7 +212,9 @@ def test_a_weight_average_is_validated_and_kept_while_training_runs_as_before_an
     plain = train(tiny_config(synthetic_export, tmp_path / "plain", **settings))
     counter = StepCounter()
     averaged = train(tiny_config(synthetic_export, tmp_path / "averaged", weight_average=0.5, **settings), progress=counter.progress)
-    assert json.loads((tmp_path / "averaged" / "config.json").read_text())["weight_average"] == 0.5
+    config = json.loads((tmp_path / "averaged" / "config.json").read_text())
+    # 10 steps in all: an average spanning 2 steps (decay 0.4), not 0.5's, which would span a fifth of the run.
+    assert config["weight_average"] == 0.5 and config["resolved"]["weight_average_decay"] == pytest.approx(0.4)
 
     # The optimiser's weights are those of a run without the average: training is unchanged.
     raw, plain_raw = load_checkpoint(averaged.last_checkpoint)["state_dict"], load_checkpoint(plain.last_checkpoint)["state_dict"]
@@ -239,3 +241,12 @@ def test_a_weight_average_is_validated_and_kept_while_training_runs_as_before_an
     resumed_kept = load_checkpoint(resumed.best_checkpoint)["state_dict"]
     for key in kept:
         assert torch.allclose(resumed_kept[key].float(), kept[key].float(), atol=1e-6), key
+
+
+def test_the_weight_average_spans_at_most_a_sixth_of_a_run() -> None:
+    from training.train import average_decay
+
+    assert average_decay(0.99, 630) == 0.99  # the sample's cpu runs (600-700 steps) keep the measured decay
+    assert average_decay(0.99, 60) == pytest.approx(0.9)  # a small export: about 10 of 60 steps
+    assert average_decay(0.99, 4) == 0.0  # too short to average anything
+    assert average_decay(0.0, 630) == 0.0
