@@ -41,11 +41,12 @@ from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import RESULTS_DIR  # noqa: E402
 from training.crossval import subject_folds  # noqa: E402
 from training.data import load_gray, resize_image  # noqa: E402
 from training.export import ExportRecord, read_export  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results" / "covid_null.json"
+RESULTS = RESULTS_DIR / "covid_null.json"
 KNOWN = ("positive", "negative")
 
 
