@@ -59,7 +59,8 @@ def _raw_dataset(root: Path, records: list, config) -> ExportDataset:
     # Identity normalisation: the models normalise for themselves.
     channels = config.in_channels
     return ExportDataset(root, records, image_size=config.image_size, in_channels=channels,
-                         normalization={"mean": [0.0] * channels, "std": [1.0] * channels}, augment=None, cache=False)
+                         normalization={"mean": [0.0] * channels, "std": [1.0] * channels}, augment=None, cache=False,
+                         equalize=config.equalize)
 
 
 def score_fold(checkpoints: list[Path], view: Path) -> tuple[dict, list[dict]]:

@@ -173,7 +173,7 @@ def embedding_baselines(checkpoint: str | Path, train_records: list[ExportRecord
     model, ckpt = load_model(checkpoint, device)
 
     def embed(records: list[ExportRecord]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        dataset = ExportDataset(root, records, model.config.image_size, model.config.in_channels, normalization=ckpt["normalization"], augment=None, cache=False)
+        dataset = ExportDataset(root, records, model.config.image_size, model.config.in_channels, normalization=ckpt["normalization"], augment=None, cache=False, equalize=model.config.equalize)
         outputs = run_model(model, dataset, device=device, batch_size=config.batch_size, keep_embeddings=True)
         labels = np.asarray(outputs.covid_label, dtype=float)
         return np.stack(outputs.embeddings) if outputs.embeddings else np.zeros((0, model.embedding_dim)), labels, np.asarray(outputs.covid_prob)

@@ -43,6 +43,7 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flip-prob", type=float, help="with --augment: share of training samples mirrored left-right (default: the preset's)")
     p.add_argument("--mirror-average", action=argparse.BooleanOptionalAction, default=None, help="outside training, answer with the mean over the image and its left-right mirror (default: the preset's)")
     p.add_argument("--test-sizes", help="outside training, also answer at these input sides (multiples of 32, e.g. 96,160) and average; 'none' for one size (default: the preset's)")
+    p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=None, help="histogram-equalise every input image (training and answering alike; default: the preset's)")
     p.add_argument("--covid-copies", action=argparse.BooleanOptionalAction, default=None, help="the paper's augmented copies of the minority COVID class")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None, help="ImageNet VGG16-BN encoder if available")
     p.add_argument("--val-fraction", type=float, help="subject-disjoint part of train used to pick the best epoch")
@@ -176,6 +177,8 @@ def _train_config(args: argparse.Namespace) -> Any:
         config.model.mirror_average = args.mirror_average
     if args.test_sizes is not None:
         config.model.test_sizes = _test_sizes(args.test_sizes)
+    if args.equalize is not None:
+        config.model.equalize = args.equalize
     for name, weight in _task_weights(args.task_weights).items():
         setattr(config.loss, f"{name}_weight", weight)
     if args.box_calibration is not None:

@@ -59,6 +59,10 @@ class ModelConfig:
     # average: the image resized to each, its maps resized back, logits and embeddings averaged with
     # those at ``image_size`` (each side mirrored too with ``mirror_average``). Empty: one size.
     test_sizes: tuple[int, ...] = ()
+    # Histogram-equalise every input image at model size before normalising it (training, evaluation
+    # and serving alike: the checkpoint carries the flag), so that radiographs of other exposures,
+    # windowing and sources reach the network with the same spread of grey levels.
+    equalize: bool = False
 
     def __post_init__(self) -> None:
         self.tasks = parse_tasks(self.tasks)

@@ -39,11 +39,33 @@ IMAGENET_NORMALIZATION: Normalization = {"mean": [0.485, 0.456, 0.406], "std": [
 
 
 def resize_image(array: np.ndarray, size: int) -> np.ndarray:
-    """Resize a uint8 grayscale image to ``size`` x ``size`` (bilinear, antialiased when shrinking).
+    """Resize a uint8 grayscale image to ``size`` x ``size`` (bilinear, antialiased when shrinking)."""
+    return np.asarray(Image.fromarray(array).resize((size, size), Image.Resampling.BILINEAR))
+
+
+def equalize_histogram(array: np.ndarray) -> np.ndarray:
+    """Histogram equalisation of a uint8 image: each grey level mapped through the image's cumulative histogram.
+
+    The darkest level present becomes 0 and the brightest 255; levels in between are spread by how many
+    pixels lie at or below them, so any increasing change of contrast or brightness (another exposure,
+    window or gamma) gives the same result up to ties. A uniform image stays as it is.
+    """
+    counts = np.bincount(array.ravel(), minlength=256)
+    cdf = np.cumsum(counts)
+    darkest = int(cdf[counts.nonzero()[0][0]]) if array.size else 0
+    if array.size == 0 or darkest == array.size:
+        return array.copy()
+    lut = np.clip(np.round((cdf - darkest) / (array.size - darkest) * 255.0), 0, 255).astype(np.uint8)
+    return lut[array]
+
+
+def prepare_image(array: np.ndarray, size: int, equalize: bool = False) -> np.ndarray:
+    """A uint8 grayscale radiograph as the model takes it, before normalisation: resized, equalised if asked.
 
     Shared by training and ``training.serve`` so a served image is prepared exactly like a training one.
     """
-    return np.asarray(Image.fromarray(array).resize((size, size), Image.Resampling.BILINEAR))
+    resized = resize_image(array, size)
+    return equalize_histogram(resized) if equalize else resized
 
 
 def resize_mask(array: np.ndarray, size: int) -> np.ndarray:
@@ -120,7 +142,8 @@ class ExportDataset(Dataset):
     the right and left boxes filled and moved with the image, and the switch ``has_lung_boxes``.
     Images named in ``mask_off`` keep their lung mask out of the mask losses (``has_lung_mask`` 0).
     ``pseudo_lungs`` (``{image_id: (S, S) uint8 0/1}``, ``training.pseudo``) gives images without a lung
-    mask a model's one, which trains like a drawn mask.
+    mask a model's one, which trains like a drawn mask. With ``equalize`` every image is
+    histogram-equalised at model size (``prepare_image``), before augmentation and normalisation.
     """
 
     def __init__(
@@ -136,8 +159,10 @@ class ExportDataset(Dataset):
         lung_boxes: dict[str, dict[str, list[float]]] | None = None,
         mask_off: set[str] | frozenset[str] = frozenset(),
         pseudo_lungs: dict[str, np.ndarray] | None = None,
+        equalize: bool = False,
     ) -> None:
         self.root = Path(root)
+        self.equalize = equalize
         self.pseudo_lungs = dict(pseudo_lungs or {})
         self.lung_boxes = lung_boxes
         self.mask_off = frozenset(mask_off)
@@ -178,7 +203,7 @@ class ExportDataset(Dataset):
         if position in self._cache:
             return self._cache[position]
         record = self.records[position]
-        image = resize_image(load_gray(record.image_path(self.root)), self.image_size)
+        image = prepare_image(load_gray(record.image_path(self.root)), self.image_size, self.equalize)
         lung = resize_mask(load_gray(record.lung_mask_path(self.root)), self.image_size) if record.has_lung_mask else None
         if lung is None and record.image_id in self.pseudo_lungs:
             lung = self.pseudo_lungs[record.image_id]

@@ -292,6 +292,7 @@ def checkpoint_dataset(export_root: str | Path, records: list, model: CMTNet, ch
         normalization=checkpoint["normalization"],
         augment=None,
         cache=False,
+        equalize=model.config.equalize,
     )
 
 

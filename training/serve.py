@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from training.checkpoint import load_model
-from training.data import resize_image
+from training.data import prepare_image
 from training.model import CMTNet, fuse_conv_bn, optimize_for_cpu_inference, predict_proba
 from training.runtime import configure_cpu_threads, resolve_device
 
@@ -114,7 +114,7 @@ class Predictor:
         log.info("Predictor ready: %s on %s (%d px, tasks %s)", self.checkpoint_path.name, self.device, self.image_size, self.config.tasks)
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """Resize and normalise uint8 grayscale images into a model batch.
+        """Resize (and equalise, where the model was trained so) and normalise uint8 images into a model batch.
 
         Shape:
             list of (H_i, W_i) uint8 -> (N, in_channels, S, S) float32
@@ -126,7 +126,7 @@ class Predictor:
                 array = array[:, :, 0]
             if array.ndim != 2 or array.dtype != np.uint8:
                 raise ValueError(f"expected a 2-D uint8 grayscale image, got shape {array.shape} dtype {array.dtype}")
-            arrays.append(resize_image(np.ascontiguousarray(array), self.image_size))
+            arrays.append(prepare_image(np.ascontiguousarray(array), self.image_size, self.config.equalize))
         batch = torch.from_numpy(np.stack(arrays)).float().div_(255.0).unsqueeze(1)
         batch = (batch.expand(-1, self.in_channels, -1, -1) - self._mean) / self._std
         return batch.contiguous(memory_format=self.memory_format)

@@ -212,6 +212,7 @@ def _train(
             augment=augment,
             seed=config.seed,
             cache=config.cache_images,
+            equalize=model_config.equalize,
             **supervision,
         )
 

@@ -81,6 +81,23 @@ def test_task_weights_and_box_calibration_flags_reach_the_run(synthetic_export: 
         main([*args, "--task-weights", "covid=2"])
 
 
+def test_a_model_trained_equalised_answers_another_exposure_alike(synthetic_export: Path, tmp_path: Path) -> None:
+    from training.serve import Predictor
+
+    run = tmp_path / "run"
+    assert main(["train", "--export", str(synthetic_export), "--run-dir", str(run), *TINY, "--epochs", "1", "--equalize"]) == 0
+    assert json.loads((run / "config.json").read_text())["model"]["equalize"] is True
+    assert load_checkpoint(run / "best.pt")["config"]["equalize"] is True  # serving equalises too
+    image = np.asarray(Image.open(synthetic_export / "images" / "img001.png").convert("L"))
+    darker = np.round(255 * 0.6 * (image / 255.0) ** 2.2).astype(np.uint8)
+    predictor = Predictor(run / "best.pt", device="cpu", threads=1)
+    a, b = predictor.preprocess([image]), predictor.preprocess([darker])
+    assert (a - b).abs().mean() < 0.1
+    first, second = predictor.predict(image), predictor.predict(darker)
+    assert np.abs(first.lung - second.lung).mean() < 0.02
+    assert all(abs(first.probabilities[k] - second.probabilities[k]) < 0.02 for k in first.probabilities)
+
+
 def test_verify_command_exit_codes(synthetic_export: Path, make_synthetic_export, capsys) -> None:
     assert main(["verify", str(synthetic_export)]) == 0
     broken = make_synthetic_export()

@@ -7,14 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from training.config import AugmentConfig
 from training.data import (
     ExportDataset,
     class_weights,
     compute_normalization,
+    equalize_histogram,
     label_target,
+    load_gray,
     minority_copies,
+    prepare_image,
     resize_mask,
     subject_split,
 )
@@ -153,6 +157,41 @@ def test_normalization_is_computed_from_training_images(synthetic_export: Path) 
     ds.normalization = norm
     stacked = torch.stack([ds[i]["image"] for i in range(len(ds.records))])
     assert stacked.mean().item() == pytest.approx(0.0, abs=1e-4)
+
+
+def _darker(image: np.ndarray, gamma: float = 2.2, scale: float = 0.6) -> np.ndarray:
+    """The same radiograph at another exposure: a gamma curve and less contrast, grey levels in the same order."""
+    return np.round(255 * scale * (image / 255.0) ** gamma).astype(np.uint8)
+
+
+def test_equalisation_undoes_another_exposure_and_spans_every_grey_level() -> None:
+    rng = np.random.default_rng(0)
+    image = np.clip(rng.normal(120, 30, size=(64, 64)), 0, 255).astype(np.uint8)
+    darker = _darker(image)
+    assert np.abs(image.astype(int) - darker.astype(int)).mean() > 40  # visibly another image
+    a, b = equalize_histogram(image), equalize_histogram(darker)
+    assert a.min() == 0 and a.max() == 255 and b.min() == 0 and b.max() == 255
+    # Grey levels keep their order, and the darker copy comes back close to the original's result
+    # (it differs only where the darker curve merged neighbouring levels).
+    assert np.all(np.diff(a.ravel()[np.argsort(image.ravel(), kind="stable")].astype(int)) >= 0)
+    assert np.abs(a.astype(int) - b.astype(int)).mean() < 4
+    flat = np.full((8, 8), 77, np.uint8)
+    assert np.array_equal(equalize_histogram(flat), flat)
+
+
+def test_an_equalising_dataset_serves_another_exposure_alike(make_synthetic_export) -> None:
+    root = make_synthetic_export()
+    export = read_export(root)
+    record = export.records[0]
+    path = record.image_path(root)
+    original = load_gray(path)
+    plain = ExportDataset(root, [record], image_size=32, cache=False)
+    equalising = ExportDataset(root, [record], image_size=32, cache=False, equalize=True)
+    before_plain, before_eq = plain[0]["image"], equalising[0]["image"]
+    Image.fromarray(_darker(original)).save(path)
+    assert (plain[0]["image"] - before_plain).abs().mean() > 0.5  # without it the input moves by half a std
+    assert (equalising[0]["image"] - before_eq).abs().mean() < 0.1
+    assert np.array_equal(equalising.load_resized(0)[0], prepare_image(_darker(original), 32, equalize=True))
 
 
 def test_resize_mask_stays_binary() -> None:
