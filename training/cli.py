@@ -37,6 +37,7 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--paper", action="store_true", help="the paper's plain settings: no Dice terms, constant lr, no generic augmentation")
     p.add_argument("--schedule", choices=["constant", "cosine"])
     p.add_argument("--lung-dice", action=argparse.BooleanOptionalAction, default=None, help="add a soft Dice term to the lung loss")
+    p.add_argument("--disease-foreground-weight", type=float, help="weight of foreground pixels in the disease BCE (default: the preset's)")
     p.add_argument("--disease-dice", action=argparse.BooleanOptionalAction, default=None, help="add a soft Dice term to the disease loss")
     p.add_argument("--class-balance", action=argparse.BooleanOptionalAction, default=None, help="class weights from the label counts")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help="generic rotation/shift/scale/contrast")
@@ -163,6 +164,10 @@ def _train_config(args: argparse.Namespace) -> Any:
         config.loss.lung_dice = args.lung_dice
     if args.disease_dice is not None:
         config.loss.disease_dice = args.disease_dice
+    if args.disease_foreground_weight is not None:
+        if not args.disease_foreground_weight > 0:
+            raise SystemExit("--disease-foreground-weight must be a number > 0")
+        config.loss.disease_foreground_weight = args.disease_foreground_weight
     if args.class_balance is not None:
         config.loss.class_balance = args.class_balance
     if args.augment is not None:

@@ -95,6 +95,9 @@ class LossConfig:
     # of the pixels: plain per-pixel BCE is minimised by predicting no disease at all.
     disease_dice: bool = False
     disease_dice_weight: float = 1.0
+    # Not in the paper: the disease BCE's foreground pixels count this many times, so that a decoder
+    # unsure of a region still crosses 0.5 there (1: plain BCE).
+    disease_foreground_weight: float = 1.0
     # Not in the paper: weight the health and diagnosis losses so that each class of each label counts
     # as much as the other over an epoch (weights from the export's label counts, training.data).
     class_balance: bool = False

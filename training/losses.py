@@ -27,16 +27,18 @@ class LossBreakdown(NamedTuple):
     parts: dict[str, float]
 
 
-def mask_bce(logits: Tensor, target: Tensor) -> Tensor:
+def mask_bce(logits: Tensor, target: Tensor, foreground_weight: float = 1.0) -> Tensor:
     """Per-pixel binary cross-entropy of a 2-channel softmax mask (eqs. 2-3), averaged per image.
 
     With p = softmax(logits)[:, 1], -[t log p + (1 - t) log(1 - p)] equals the 2-class cross-entropy,
-    which is what is computed (numerically stable, no explicit softmax).
+    which is what is computed (numerically stable, no explicit softmax). ``foreground_weight``
+    multiplies the term of foreground pixels (1: the paper's plain BCE).
 
     Shape:
         logits (N, 2, H, W), target (N, H, W) with values in {0, 1} -> (N,)
     """
-    per_pixel = F.cross_entropy(logits.float(), target.long(), reduction="none")
+    weight = None if foreground_weight == 1.0 else torch.tensor([1.0, foreground_weight], device=logits.device)
+    per_pixel = F.cross_entropy(logits.float(), target.long(), weight=weight, reduction="none")
     return per_pixel.flatten(1).mean(dim=1)
 
 
@@ -246,7 +248,7 @@ def multitask_loss(
     if output.disease_logits is not None:
         switch = batch["has_disease_mask"].to(device)
         target = batch["disease_mask"].to(device)
-        add("disease", config.disease_weight, masked_mean(mask_bce(output.disease_logits, target), switch, counts.get("disease")))
+        add("disease", config.disease_weight, masked_mean(mask_bce(output.disease_logits, target, config.disease_foreground_weight), switch, counts.get("disease")))
         if config.disease_dice:
             add("disease_dice", config.disease_dice_weight, masked_mean(mask_soft_dice(output.disease_logits, target), switch, counts.get("disease")))
     if output.health_logits is not None:

@@ -53,6 +53,19 @@ def test_mask_bce_is_the_binary_cross_entropy_of_the_softmax_foreground() -> Non
     p = torch.softmax(logits, 1)[:, 1]
     manual = -(target * p.log() + (1 - target) * (1 - p).log()).flatten(1).mean(1)
     assert torch.allclose(mask_bce(logits, target), manual, atol=1e-6)
+    # Foreground pixels weighted: their term counts that many times, the background's as before.
+    weighted = -(5 * target * p.log() + (1 - target) * (1 - p).log()).flatten(1).mean(1)
+    assert torch.allclose(mask_bce(logits, target, foreground_weight=5.0), weighted, atol=1e-5)
+
+
+def test_a_weighted_disease_foreground_reaches_the_disease_loss_only() -> None:
+    model = tiny_model()
+    batch = make_batch()
+    output = model(batch["image"])
+    plain = multitask_loss(output, batch, LossConfig())
+    weighted = multitask_loss(output, batch, LossConfig(disease_foreground_weight=4.0))
+    assert weighted.parts["disease"] > plain.parts["disease"]
+    assert weighted.parts["lung"] == pytest.approx(plain.parts["lung"])
 
 
 def test_health_ce_and_diagnosis_bce_match_the_formulas() -> None:
