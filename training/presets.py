@@ -59,15 +59,24 @@ MIRROR_AVERAGE = True
 # (training/README.md, "Answering at three sizes, a moving average of the weights, ...").
 WEIGHT_AVERAGE = 0.99
 
+# The small network histogram-equalises every input (training and answering), and the disease BCE
+# weighs foreground pixels 5 times: by 5-fold cross-validation on the sample the disease decoder then
+# learns in every fold (Dice 0.549 +/- 0.184 instead of 0.473 +/- 0.293, whose second fold stayed at 0
+# in every earlier run; pooled 0.565 instead of 0.369), lung Dice 0.905 instead of 0.900 and the boxes
+# level (0.861 both) (training/README.md, "Equalised inputs and a weighted disease foreground").
+EQUALIZE = True
+DISEASE_FOREGROUND_WEIGHT = 5.0
+
 
 def _small_config(export_dir: str, run_dir: str, *, device: str) -> TrainConfig:
     return TrainConfig(
         export_dir=export_dir,
         run_dir=run_dir,
-        model=ModelConfig(width=0.25, image_size=128, pretrained=False, mirror_average=MIRROR_AVERAGE),
+        model=ModelConfig(width=0.25, image_size=128, pretrained=False, mirror_average=MIRROR_AVERAGE, equalize=EQUALIZE),
         loss=LossConfig(
             lung_dice=True,
             disease_dice=True,
+            disease_foreground_weight=DISEASE_FOREGROUND_WEIGHT,
             class_balance=True,
             health_weight=CPU_CLASSIFICATION_WEIGHT,
             diagnosis_weight=CPU_CLASSIFICATION_WEIGHT,
@@ -157,7 +166,7 @@ PRESETS: dict[str, Preset] = {
             "lr 1e-3, a cosine schedule, Dice terms on both masks, the healthy and COVID/other losses at a "
             "quarter of the mask losses' weight, random rotation/shift/scale/contrast and class balancing; "
             "a lung with only its two boxes learns from them as boxes (where the lung ends), not as filled "
-            "rectangles; a moving average of the weights is kept, and it answers with the mean over the image and its left-right mirror. For machines without a GPU: about 15 minutes for a few hundred images on 2 cores."
+            "rectangles; every image is histogram-equalised, disease pixels weigh 5 times in the disease loss, a moving average of the weights is kept, and it answers with the mean over the image and its left-right mirror. For machines without a GPU: about 15 minutes for a few hundred images on 2 cores."
         ),
         device="cpu",
         build=partial(_small_config, device="cpu"),
@@ -170,7 +179,7 @@ PRESETS: dict[str, Preset] = {
         description=(
             "The CPU preset's recipe on a CUDA GPU: the small CMTNet at 128x128 px from scratch, lr 1e-3 "
             "with a cosine schedule, Dice terms, the classification losses at a quarter weight, class "
-            "balancing, lungs learnt from their boxes as boxes and a moving average of the weights. The default on a GPU when the ImageNet VGG16-BN weights are not available: from "
+            "balancing, lungs learnt from their boxes as boxes, equalised images, disease pixels weighted 5 times and a moving average of the weights. The default on a GPU when the ImageNet VGG16-BN weights are not available: from "
             "scratch, the paper's full network learned the lungs worse on the sample. About a minute."
         ),
         device="cuda",

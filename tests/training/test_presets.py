@@ -37,6 +37,7 @@ def test_the_paper_preset_is_the_papers_configuration() -> None:
     assert config.lr is None  # 5e-5 with the ImageNet encoder (training.train.PAPER_LR)
     assert config.model.mirror_average is False  # the paper's single pass (the mirror was measured on the small network only)
     assert config.weight_average == 0  # the paper's weights as trained (the average was measured on the small network only)
+    assert config.model.equalize is False and config.loss.disease_foreground_weight == 1.0  # the paper's inputs and BCE
     # Drawn lung boxes teach where the lungs end through the box term, not as filled rectangles.
     assert (config.loss.lung_box_weight, config.loss.lung_box_pairwise, config.loss.filled_boxes_as_mask) == (1.0, True, False)
 
@@ -54,6 +55,8 @@ def test_the_cpu_preset_is_the_small_network_and_overrides_replace_fields(tmp_pa
     assert (config.loss.lung_box_weight, config.loss.lung_box_pairwise, config.loss.filled_boxes_as_mask) == (1.0, True, False)
     assert config.model.mirror_average is True  # answers with the mean over the image and its mirror
     assert config.weight_average == 0.99  # keeps a moving average of its weights
+    assert config.model.equalize is True  # histogram-equalised inputs
+    assert config.loss.disease_foreground_weight == 5.0  # disease pixels weigh 5 times in the disease BCE
     assert config.export_dir == str(tmp_path / "export") and config.run_dir == str(tmp_path / "run")
     with pytest.raises(ValueError, match="unknown training setting.*epoch_count"):
         preset.train_config(export_dir="e", run_dir="r", epoch_count=3)
