@@ -52,8 +52,8 @@ def equalize_histogram(array: np.ndarray) -> np.ndarray:
     """
     counts = np.bincount(array.ravel(), minlength=256)
     cdf = np.cumsum(counts)
-    darkest = int(cdf[counts.nonzero()[0][0]]) if array.size else 0
-    if array.size == 0 or darkest == array.size:
+    darkest = int(cdf[array.min()]) if array.size else 0  # pixels at the darkest level present
+    if darkest == array.size:  # empty or a single grey level
         return array.copy()
     lut = np.clip(np.round((cdf - darkest) / (array.size - darkest) * 255.0), 0, 255).astype(np.uint8)
     return lut[array]
