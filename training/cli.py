@@ -38,6 +38,7 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", choices=["constant", "cosine"])
     p.add_argument("--lung-dice", action=argparse.BooleanOptionalAction, default=None, help="add a soft Dice term to the lung loss")
     p.add_argument("--disease-foreground-weight", type=float, help="weight of foreground pixels in the disease BCE (default: the preset's)")
+    p.add_argument("--healthy-empty-disease", action=argparse.BooleanOptionalAction, default=None, help="images labelled healthy without a disease mask train the disease map with an empty one (default: the preset's)")
     p.add_argument("--disease-dice", action=argparse.BooleanOptionalAction, default=None, help="add a soft Dice term to the disease loss")
     p.add_argument("--class-balance", action=argparse.BooleanOptionalAction, default=None, help="class weights from the label counts")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help="generic rotation/shift/scale/contrast")
@@ -168,6 +169,8 @@ def _train_config(args: argparse.Namespace) -> Any:
         if not args.disease_foreground_weight > 0:
             raise SystemExit("--disease-foreground-weight must be a number > 0")
         config.loss.disease_foreground_weight = args.disease_foreground_weight
+    if args.healthy_empty_disease is not None:
+        config.loss.healthy_empty_disease = args.healthy_empty_disease
     if args.class_balance is not None:
         config.loss.class_balance = args.class_balance
     if args.augment is not None:

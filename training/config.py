@@ -98,6 +98,10 @@ class LossConfig:
     # Not in the paper: the disease BCE's foreground pixels count this many times, so that a decoder
     # unsure of a region still crosses 0.5 there (1: plain BCE).
     disease_foreground_weight: float = 1.0
+    # Not in the paper: an image labelled healthy has no finding. Without a disease mask of its own it
+    # trains the disease map with an empty one (eq. 8's switch on), so that a healthy chest is shown
+    # to have no region; off, such images teach the disease map nothing, as in the paper.
+    healthy_empty_disease: bool = False
     # Not in the paper: weight the health and diagnosis losses so that each class of each label counts
     # as much as the other over an epoch (weights from the export's label counts, training.data).
     class_balance: bool = False

@@ -160,9 +160,11 @@ class ExportDataset(Dataset):
         mask_off: set[str] | frozenset[str] = frozenset(),
         pseudo_lungs: dict[str, np.ndarray] | None = None,
         equalize: bool = False,
+        healthy_empty_disease: bool = False,
     ) -> None:
         self.root = Path(root)
         self.equalize = equalize
+        self.healthy_empty_disease = healthy_empty_disease
         self.pseudo_lungs = dict(pseudo_lungs or {})
         self.lung_boxes = lung_boxes
         self.mask_off = frozenset(mask_off)
@@ -190,6 +192,10 @@ class ExportDataset(Dataset):
         if record.has_lung_mask:
             return record.image_id not in self.mask_off
         return record.image_id in self.pseudo_lungs
+
+    def has_disease_target(self, record: ExportRecord) -> bool:
+        """Whether the record's disease map learns: its own mask, or an empty one for a healthy image."""
+        return record.has_disease_mask or (self.healthy_empty_disease and record.healthy == "positive")
 
     def __len__(self) -> int:
         return len(self.items)
@@ -262,7 +268,7 @@ class ExportDataset(Dataset):
             "health": torch.tensor(health, dtype=torch.long),
             "diagnosis": torch.tensor([covid, other], dtype=torch.float32),
             "has_lung_mask": torch.tensor(float(self.has_lung_target(record))),
-            "has_disease_mask": torch.tensor(float(record.has_disease_mask)),
+            "has_disease_mask": torch.tensor(float(self.has_disease_target(record))),
             "has_health": torch.tensor(has_health),
             "has_covid": torch.tensor(has_covid),
             "has_other": torch.tensor(has_other),

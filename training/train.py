@@ -231,6 +231,8 @@ def _train(
         supervision["pseudo_lungs"] = pseudo_lung_masks(
             config.pseudo_lungs, export.root, candidates, model_config.image_size, device=str(device), progress=config.progress_bar
         )
+    if config.loss.healthy_empty_disease and TASK_DISEASE in model_config.tasks:
+        supervision["healthy_empty_disease"] = True
     train_set = dataset(train_records, config.augment, **supervision)
     if config.cache_images:
         train_set.preload(progress=config.progress_bar)

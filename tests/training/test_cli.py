@@ -65,10 +65,11 @@ def test_paper_flag_turns_the_recipe_off(synthetic_export: Path, tmp_path: Path)
 def test_task_weights_and_box_calibration_flags_reach_the_run(synthetic_export: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     args = ["train", "--export", str(synthetic_export), "--run-dir", str(run), *TINY, "--epochs", "1"]
-    assert main([*args, "--task-weights", "health=0.25,diagnosis=0.5", "--no-box-calibration", "--test-sizes", "64,96", "--weight-average", "0.9", "--disease-foreground-weight", "3"]) == 0
+    assert main([*args, "--task-weights", "health=0.25,diagnosis=0.5", "--no-box-calibration", "--test-sizes", "64,96", "--weight-average", "0.9", "--disease-foreground-weight", "3", "--healthy-empty-disease"]) == 0
     config = json.loads((run / "config.json").read_text())
     assert (config["loss"]["lung_weight"], config["loss"]["health_weight"], config["loss"]["diagnosis_weight"]) == (1.0, 0.25, 0.5)
     assert config["box_calibration"] is False and config["loss"]["disease_foreground_weight"] == 3.0
+    assert config["loss"]["healthy_empty_disease"] is True
     assert config["model"]["test_sizes"] == [64, 96] and config["weight_average"] == 0.9
     assert load_checkpoint(run / "best.pt")["config"]["test_sizes"] == [64, 96]  # the served model answers at those sizes too
     capsys.readouterr()

@@ -194,6 +194,25 @@ def test_an_equalising_dataset_serves_another_exposure_alike(make_synthetic_expo
     assert np.array_equal(equalising.load_resized(0)[0], prepare_image(_darker(original), 32, equalize=True))
 
 
+def test_healthy_images_without_a_disease_mask_serve_an_empty_one_only_when_asked(make_synthetic_export) -> None:
+    root = make_synthetic_export(n_images=30)
+    export = read_export(root)
+    plain = ExportDataset(root, export.records, image_size=32)
+    teaching = ExportDataset(root, export.records, image_size=32, healthy_empty_disease=True)
+    kinds = set()
+    for i in range(len(teaching)):
+        record, item, before = teaching.records[i], teaching[i], plain[i]
+        healthy_without = record.healthy == "positive" and not record.has_disease_mask
+        kinds.add((record.healthy, record.has_disease_mask))
+        assert before["has_disease_mask"] == float(record.has_disease_mask)  # the paper's switch
+        assert item["has_disease_mask"] == float(record.has_disease_mask or healthy_without)
+        if healthy_without:
+            assert item["disease_mask"].sum() == 0
+        else:  # an image's own mask, drawn or empty, and every other label, are served as before
+            assert torch.equal(item["disease_mask"], before["disease_mask"])
+    assert {("positive", False), ("positive", True), ("negative", False), ("unknown", False)} <= kinds
+
+
 def test_resize_mask_stays_binary() -> None:
     mask = np.zeros((50, 70), np.uint8)
     mask[10:40, 5:30] = 255

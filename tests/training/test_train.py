@@ -12,7 +12,7 @@ import torch
 import training.train as train_module
 from training.checkpoint import load_checkpoint
 from training.config import ModelConfig, TrainConfig
-from training.export import ExportError
+from training.export import ExportError, read_export
 from training.train import learning_rate, train
 
 
@@ -250,3 +250,33 @@ def test_the_weight_average_spans_at_most_a_sixth_of_a_run() -> None:
     assert average_decay(0.99, 60) == pytest.approx(0.9)  # a small export: about 10 of 60 steps
     assert average_decay(0.99, 4) == 0.0  # too short to average anything
     assert average_decay(0.0, 630) == 0.0
+
+
+def test_healthy_images_take_part_in_the_disease_loss_with_an_empty_mask(
+    make_synthetic_export, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the option, every training image labelled healthy trains the disease map (towards empty)."""
+    root = make_synthetic_export(n_images=30, test_every=10)
+    seen: list[tuple[float, float]] = []  # (switched-on disease images, foreground pixels among them)
+    real_loss = train_module.multitask_loss
+
+    def counting_loss(output, batch, *args, **kwargs):
+        switch = batch["has_disease_mask"]
+        seen.append((float(switch.sum()), float((batch["disease_mask"].flatten(1).sum(1) * switch).sum())))
+        return real_loss(output, batch, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "multitask_loss", counting_loss)
+    totals = {}
+    for flag in (False, True):
+        seen.clear()
+        config = tiny_config(root, tmp_path / str(flag), epochs=1, evaluate_test=False, box_calibration=False, val_fraction=0.0)
+        config.augment.covid_copies = False  # each training image once per epoch
+        config.loss.healthy_empty_disease = flag
+        train(config)
+        totals[flag] = tuple(sum(values) for values in zip(*seen))
+    train_records = read_export(root).split("train")
+    masked = sum(r.has_disease_mask for r in train_records)
+    healthy_without = sum(r.healthy == "positive" and not r.has_disease_mask for r in train_records)
+    assert healthy_without >= 3
+    assert totals[False][0] == masked and totals[True][0] == masked + healthy_without
+    assert totals[True][1] == totals[False][1] > 0  # the healthy images add no foreground pixel
