@@ -307,3 +307,23 @@ def test_the_bootstrap_interval_surrounds_the_auc_and_resamples_whole_subjects()
     same = bootstrap_ci(labels, scores, groups=["s"] * 80, resamples=50)
     assert same == pytest.approx((roc_auc(labels, scores),) * 2)
     assert bootstrap_ci(np.ones(5), np.ones(5)) is None
+
+
+def test_the_disease_suggestion_bench_scores_every_image_of_a_crossval_once(crossval_run: Path, synthetic_export: Path, tmp_path: Path) -> None:
+    from bench import disease_suggestions
+    from training.data import load_gray
+
+    out, per_image = tmp_path / "suggestions.json", tmp_path / "per_image.csv"
+    assert disease_suggestions.main([f"tiny={crossval_run}", "--out", str(out), "--per-image", str(per_image)]) == 0
+    export = read_export(synthetic_export)
+    with open(per_image, newline="") as fh:
+        rows = {r["image_id"]: r for r in csv.DictReader(fh)}
+    assert sorted(rows) == sorted(r.image_id for r in export.records)
+    for record in export.records:
+        drawn = record.has_disease_mask and bool((load_gray(record.disease_mask_path(export.root)) > 0).any())
+        expected = "finding" if drawn else "healthy" if record.healthy == "positive" else "empty_mask" if record.has_disease_mask else "no_mask"
+        assert rows[record.image_id]["kind"] == expected
+        assert 0 <= float(rows[record.image_id]["area"]) <= 1
+    summary = json.loads(out.read_text())["runs"]["tiny"]
+    assert summary["finding_images"] == sum(r["kind"] == "finding" for r in rows.values()) > 0
+    assert summary["healthy_images"] == sum(r["kind"] == "healthy" for r in rows.values()) > 0
