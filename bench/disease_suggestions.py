@@ -111,9 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         name, _, folder = spec.partition("=")
         if not folder:
             parser.error(f"{spec!r}: expected NAME=CROSSVAL_DIR")
-        folds = sorted(p for p in Path(folder).glob("fold_*") if (p / "run" / "best.pt").is_file())
+        # A fold is finished when crossval has written its metrics.json (a running one has a best.pt too).
+        folds = sorted(p for p in Path(folder).glob("fold_*") if (p / "metrics.json").is_file() and (p / "run" / "best.pt").is_file())
         if not folds:
-            parser.error(f"{folder}: no fold_*/run/best.pt (not a finished crossval folder)")
+            parser.error(f"{folder}: no finished fold (fold_*/metrics.json and fold_*/run/best.pt)")
         rows = [row for fold in tqdm(folds, desc=name, unit="fold") for row in fold_rows(fold)]
         results[name] = summarize(rows)
         all_rows += [{"run": name, **row} for row in rows]
